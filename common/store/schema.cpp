@@ -1,1 +1,276 @@
-// placeholder
+// Schema and migrations.
+//
+// Tables that other programs read (projects, usage_events, the five marts,
+// mart_watermark) keep the names, columns and defaults of store.md. Ours:
+//
+//   event_counts     dimension ('total' | 'provider' | 'cost_source'), key, n:
+//                    the counters of invariant 7, kept by triggers in the very
+//                    statement that changes usage_events, so they can never
+//                    drift from COUNT(*)/GROUP BY and status never scans.
+//                    `MAX(id)` needs no counter: on an INTEGER PRIMARY KEY it
+//                    is one B-tree descent.
+//   mart_row_counts  mart name -> rows, kept by triggers on each mart table.
+//   daemon_state     one row: the snapshot the daemon records with each cycle's
+//                    commit, read by the status when no daemon answers.
+//   backfill_jobs    every backfill job; at most one 'running'.
+//
+// Event ids come from AUTOINCREMENT, so an id is never reused, even after the
+// row with the highest id is deleted (a merge) — watermarks depend on that.
+//
+// Each migration runs in one transaction together with its user_version bump:
+// a crash leaves the store at the old version or the new one, never between.
+#include "store/schema.h"
+
+#include <string>
+#include <vector>
+
+namespace etld::store {
+namespace {
+
+struct Migration {
+    std::int64_t version;
+    const char* sql;
+};
+
+constexpr const char* kMigration1 = R"sql(
+CREATE TABLE projects (
+  id            INTEGER PRIMARY KEY,
+  provider      TEXT NOT NULL,
+  slug          TEXT NOT NULL,
+  path          TEXT,
+  display_name  TEXT NOT NULL,
+  first_seen    REAL NOT NULL,
+  last_modified REAL NOT NULL,
+  UNIQUE (provider, slug)
+);
+
+CREATE TABLE usage_events (
+  id                     INTEGER PRIMARY KEY AUTOINCREMENT,
+  provider               TEXT NOT NULL,
+  account                TEXT NOT NULL DEFAULT 'default',
+  project_id             INTEGER NOT NULL REFERENCES projects(id),
+  session_id             TEXT NOT NULL,
+  ts                     TEXT NOT NULL,
+  day                    TEXT NOT NULL,
+  model                  TEXT NOT NULL DEFAULT '',
+  speed                  TEXT NOT NULL DEFAULT 'standard',
+  input_tokens           INTEGER NOT NULL DEFAULT 0,
+  output_tokens          INTEGER NOT NULL DEFAULT 0,
+  cache_read_tokens      INTEGER NOT NULL DEFAULT 0,
+  cache_create_tokens    INTEGER NOT NULL DEFAULT 0,
+  reasoning_tokens       INTEGER NOT NULL DEFAULT 0,
+  cost_usd               REAL NOT NULL DEFAULT 0.0,
+  cost_source            TEXT NOT NULL DEFAULT 'rate_card',
+  role                   TEXT NOT NULL,
+  raw_extras             TEXT,
+  -- ours: identity of the record in its source (sources.md), and the 1-hour
+  -- share of cache_create_tokens so that an event can be re-priced alone.
+  event_key              TEXT NOT NULL UNIQUE,
+  cache_create_1h_tokens INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX idx_events_day      ON usage_events(day);
+CREATE INDEX idx_events_project  ON usage_events(project_id, day);
+CREATE INDEX idx_events_provider ON usage_events(provider, day);
+CREATE INDEX idx_events_session  ON usage_events(session_id);
+CREATE INDEX idx_events_model    ON usage_events(model, day);
+
+CREATE TABLE event_counts (
+  dimension TEXT NOT NULL,
+  key       TEXT NOT NULL,
+  n         INTEGER NOT NULL,
+  PRIMARY KEY (dimension, key)
+) WITHOUT ROWID;
+INSERT INTO event_counts VALUES ('total', '', 0);
+
+CREATE TRIGGER event_counts_insert AFTER INSERT ON usage_events BEGIN
+  UPDATE event_counts SET n = n + 1 WHERE dimension = 'total';
+  INSERT INTO event_counts VALUES ('provider', NEW.provider, 1)
+    ON CONFLICT DO UPDATE SET n = n + 1;
+  INSERT INTO event_counts VALUES ('cost_source', NEW.cost_source, 1)
+    ON CONFLICT DO UPDATE SET n = n + 1;
+END;
+CREATE TRIGGER event_counts_delete AFTER DELETE ON usage_events BEGIN
+  UPDATE event_counts SET n = n - 1 WHERE dimension = 'total';
+  UPDATE event_counts SET n = n - 1 WHERE dimension = 'provider' AND key = OLD.provider;
+  UPDATE event_counts SET n = n - 1 WHERE dimension = 'cost_source' AND key = OLD.cost_source;
+  DELETE FROM event_counts WHERE dimension <> 'total' AND n = 0
+    AND ((dimension = 'provider' AND key = OLD.provider)
+      OR (dimension = 'cost_source' AND key = OLD.cost_source));
+END;
+CREATE TRIGGER event_counts_update AFTER UPDATE OF provider, cost_source ON usage_events
+  WHEN NEW.provider IS NOT OLD.provider OR NEW.cost_source IS NOT OLD.cost_source BEGIN
+  UPDATE event_counts SET n = n - 1 WHERE dimension = 'provider' AND key = OLD.provider;
+  UPDATE event_counts SET n = n - 1 WHERE dimension = 'cost_source' AND key = OLD.cost_source;
+  INSERT INTO event_counts VALUES ('provider', NEW.provider, 1)
+    ON CONFLICT DO UPDATE SET n = n + 1;
+  INSERT INTO event_counts VALUES ('cost_source', NEW.cost_source, 1)
+    ON CONFLICT DO UPDATE SET n = n + 1;
+  DELETE FROM event_counts WHERE dimension <> 'total' AND n = 0;
+END;
+
+CREATE TABLE daily_mart (
+  day            TEXT NOT NULL,
+  project_id     INTEGER NOT NULL,
+  provider       TEXT NOT NULL,
+  model          TEXT NOT NULL,
+  speed          TEXT NOT NULL DEFAULT 'standard',
+  input_tokens   INTEGER NOT NULL DEFAULT 0,
+  output_tokens  INTEGER NOT NULL DEFAULT 0,
+  cache_read     INTEGER NOT NULL DEFAULT 0,
+  cache_create   INTEGER NOT NULL DEFAULT 0,
+  message_count  INTEGER NOT NULL DEFAULT 0,
+  session_count  INTEGER NOT NULL DEFAULT 0,
+  cost_usd       REAL NOT NULL DEFAULT 0.0,
+  PRIMARY KEY (day, project_id, provider, model, speed)
+);
+CREATE TABLE session_mart (
+  provider                TEXT NOT NULL,
+  session_id              TEXT NOT NULL,
+  project_id              INTEGER NOT NULL,
+  primary_model           TEXT,
+  first_ts                TEXT,
+  last_ts                 TEXT,
+  message_count           INTEGER NOT NULL DEFAULT 0,
+  user_message_count      INTEGER NOT NULL DEFAULT 0,
+  assistant_message_count INTEGER NOT NULL DEFAULT 0,
+  input_tokens            INTEGER NOT NULL DEFAULT 0,
+  output_tokens           INTEGER NOT NULL DEFAULT 0,
+  cache_read              INTEGER NOT NULL DEFAULT 0,
+  cache_create            INTEGER NOT NULL DEFAULT 0,
+  cost_usd                REAL NOT NULL DEFAULT 0.0,
+  is_one_shot             INTEGER NOT NULL DEFAULT 0,
+  cwd                     TEXT,
+  PRIMARY KEY (provider, session_id)
+);
+CREATE TABLE project_mart (
+  project_id          INTEGER PRIMARY KEY,
+  provider            TEXT NOT NULL,
+  slug                TEXT NOT NULL,
+  display_name        TEXT NOT NULL,
+  first_ts            TEXT,
+  last_ts             TEXT,
+  total_messages      INTEGER NOT NULL DEFAULT 0,
+  total_sessions      INTEGER NOT NULL DEFAULT 0,
+  total_input_tokens  INTEGER NOT NULL DEFAULT 0,
+  total_output_tokens INTEGER NOT NULL DEFAULT 0,
+  total_cache_read    INTEGER NOT NULL DEFAULT 0,
+  total_cache_create  INTEGER NOT NULL DEFAULT 0,
+  total_cost_usd      REAL NOT NULL DEFAULT 0.0
+);
+CREATE TABLE provider_day_mart (
+  day           TEXT NOT NULL,
+  provider      TEXT NOT NULL,
+  cost_usd      REAL NOT NULL DEFAULT 0.0,
+  message_count INTEGER NOT NULL DEFAULT 0,
+  session_count INTEGER NOT NULL DEFAULT 0,
+  project_count INTEGER NOT NULL DEFAULT 0,
+  PRIMARY KEY (day, provider)
+);
+CREATE TABLE model_day_mart (
+  day           TEXT NOT NULL,
+  model         TEXT NOT NULL,
+  speed         TEXT NOT NULL DEFAULT 'standard',
+  cost_usd      REAL NOT NULL DEFAULT 0.0,
+  input_tokens  INTEGER NOT NULL DEFAULT 0,
+  output_tokens INTEGER NOT NULL DEFAULT 0,
+  cache_read    INTEGER NOT NULL DEFAULT 0,
+  cache_create  INTEGER NOT NULL DEFAULT 0,
+  message_count INTEGER NOT NULL DEFAULT 0,
+  session_count INTEGER NOT NULL DEFAULT 0,
+  PRIMARY KEY (day, model, speed)
+);
+
+CREATE TABLE mart_watermark (
+  mart_name       TEXT PRIMARY KEY,
+  last_event_id   INTEGER NOT NULL DEFAULT 0,
+  last_refresh_ts TEXT NOT NULL
+);
+
+CREATE TABLE mart_row_counts (
+  mart TEXT PRIMARY KEY,
+  n    INTEGER NOT NULL
+) WITHOUT ROWID;
+INSERT INTO mart_row_counts VALUES
+  ('daily', 0), ('session', 0), ('project', 0), ('provider_day', 0), ('model_day', 0);
+
+CREATE TABLE daemon_state (
+  id                   INTEGER PRIMARY KEY CHECK (id = 1),
+  pid                  INTEGER NOT NULL,
+  version              TEXT NOT NULL,
+  started_at_us        INTEGER NOT NULL,
+  watcher_enabled      INTEGER NOT NULL,
+  last_refresh_us      INTEGER,
+  events_in_last_cycle INTEGER,
+  sources_json         TEXT NOT NULL DEFAULT '{}',
+  fault_code           TEXT,
+  fault_message        TEXT,
+  fault_since_us       INTEGER,
+  recorded_at_us       INTEGER NOT NULL
+);
+
+CREATE TABLE backfill_jobs (
+  job_id          TEXT PRIMARY KEY,
+  started_at_us   INTEGER NOT NULL,
+  force           INTEGER NOT NULL,
+  status          TEXT NOT NULL CHECK (status IN ('running', 'complete', 'failed')),
+  completed_at_us INTEGER,
+  error           TEXT,
+  bytes_done      INTEGER NOT NULL DEFAULT 0,
+  bytes_total     INTEGER NOT NULL DEFAULT 0,
+  events_done     INTEGER NOT NULL DEFAULT 0,
+  progress_at_us  INTEGER NOT NULL
+);
+CREATE INDEX idx_jobs_running ON backfill_jobs(status) WHERE status = 'running';
+CREATE INDEX idx_jobs_completed ON backfill_jobs(completed_at_us);
+)sql";
+
+// Row-count triggers for the five marts, one pair per table.
+std::string martCountTriggers() {
+    std::string sql;
+    for (const char* mart : {"daily", "session", "project", "provider_day", "model_day"}) {
+        const std::string m = mart;
+        sql += "CREATE TRIGGER " + m + "_mart_count_insert AFTER INSERT ON " + m +
+               "_mart BEGIN UPDATE mart_row_counts SET n = n + 1 WHERE mart = '" + m +
+               "'; END;\n";
+        sql += "CREATE TRIGGER " + m + "_mart_count_delete AFTER DELETE ON " + m +
+               "_mart BEGIN UPDATE mart_row_counts SET n = n - 1 WHERE mart = '" + m +
+               "'; END;\n";
+    }
+    return sql;
+}
+
+const std::vector<std::string>& migrations() {
+    static const std::vector<std::string> all = {
+        std::string(kMigration1) + martCountTriggers(),
+    };
+    return all;
+}
+
+}  // namespace
+
+std::int64_t latestSchemaVersion() { return static_cast<std::int64_t>(migrations().size()); }
+
+Result<std::int64_t> schemaVersion(Connection& db) { return db.queryInt("PRAGMA user_version"); }
+
+Status migrate(Connection& db, const std::function<void(std::int64_t)>& beforeEach) {
+    auto current = schemaVersion(db);
+    if (!current) return current.error();
+    if (*current > latestSchemaVersion()) {
+        return Error{"schema_too_new",
+                     "the store's schema version " + std::to_string(*current) +
+                         " is newer than this etld knows (" +
+                         std::to_string(latestSchemaVersion()) + "); upgrade etld"};
+    }
+    for (std::int64_t v = *current + 1; v <= latestSchemaVersion(); ++v) {
+        if (beforeEach) beforeEach(v);
+        auto tx = Transaction::begin(db);
+        if (!tx) return tx.error();
+        if (auto st = db.exec(migrations()[static_cast<size_t>(v - 1)]); !st) return st;
+        // PRAGMA takes no bound parameters; v is our own integer, not data.
+        if (auto st = db.exec("PRAGMA user_version = " + std::to_string(v)); !st) return st;
+        if (auto st = tx->commit(); !st) return st;
+    }
+    return {};
+}
+
+}  // namespace etld::store

@@ -1,0 +1,23 @@
+// The store's schema, as numbered migrations recorded in PRAGMA user_version.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+
+#include "store/sqlite.h"
+
+namespace etld::store {
+
+// The newest schema this build knows. Readers refuse a store above it.
+std::int64_t latestSchemaVersion();
+
+// Reads PRAGMA user_version.
+Result<std::int64_t> schemaVersion(Connection& db);
+
+// Applies every migration above the store's version, each in its own
+// BEGIN IMMEDIATE transaction. Only the daemon calls this, at start-up.
+// `beforeEach(version)` runs before each migration (systemd start-up
+// extension); it may be empty.
+Status migrate(Connection& db, const std::function<void(std::int64_t)>& beforeEach = {});
+
+}  // namespace etld::store

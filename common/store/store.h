@@ -1,0 +1,96 @@
+// The store: how each program opens it, and the reads and writes the status
+// surface needs. Access rules (store.md): the daemon's writer thread owns the
+// only write connection; everyone else opens read-only.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "status/status.h"
+#include "store/sqlite.h"
+#include "util/time.h"
+
+namespace etld::store {
+
+// Bound on the WAL: past this the writer checkpoints and truncates it.
+constexpr std::int64_t kWalLimitBytes = 64LL * 1024 * 1024;
+// How long a writer or reader waits for a lock held by another connection.
+constexpr int kBusyTimeoutMs = 5000;
+
+struct WriterOptions {
+    // Called before each migration is applied (systemd EXTEND_TIMEOUT_USEC).
+    std::function<void(std::int64_t)> beforeMigration;
+};
+
+// Opens (creating it and its directory) the store for writing: WAL,
+// synchronous=NORMAL, foreign keys, busy timeout, persistent WAL files (so
+// read-only users can open it after the daemon stops), migrations applied.
+Result<Connection> openWriter(const std::string& path, const WriterOptions& options = {});
+
+// Opens the store read-only with query_only. Works after the daemon stopped,
+// also for a user who cannot write the store's directory; falls back to an
+// immutable open only when no daemon holds the lock and the WAL is absent or
+// empty (an immutable read would miss a non-empty WAL's commits). Refuses a
+// schema newer than this build ("schema_too_new") and a missing store
+// ("no_store").
+Result<Connection> openReader(const std::string& path);
+
+// Everything the status document needs, from the store alone (the daemon's
+// recorded snapshot, counters, jobs). `running` is left unknown; a job
+// recorded as running whose daemon no longer holds the lock shows as failed
+// with error "interrupted".
+Result<status::StatusInput> readStatusInput(Connection& db, const std::string& storePath);
+
+// The counters part only (event counts, max id, marts): what the daemon loads
+// at start-up and after each commit.
+Status readCounters(Connection& db, status::StatusInput& into);
+
+// The snapshot the daemon records in the same transaction as each cycle.
+struct DaemonSnapshot {
+    std::int64_t pid = 0;
+    std::string version;
+    UnixMicros startedAt = 0;
+    bool watcherEnabled = true;
+    std::optional<UnixMicros> lastRefresh;
+    std::optional<std::int64_t> eventsInLastCycle;
+    std::vector<status::SourceState> sources;
+    std::optional<status::Fault> fault;
+    UnixMicros recordedAt = 0;
+};
+Status recordDaemonState(Connection& db, const DaemonSnapshot& snapshot);
+
+// Backfill job records.
+Status recordJob(Connection& db, const status::Job& job);
+// Marks every job still recorded as running failed ("interrupted"), its
+// completion time its last recorded progress. The daemon calls this at
+// start-up, holding the lock. Returns how many it marked.
+Result<int> failInterruptedJobs(Connection& db);
+
+// Minimal event writes, used by tests and tools until the ingest path owns
+// them. Both run inside the caller's transaction.
+struct NewEvent {
+    std::string provider = "claude";
+    std::string projectSlug = "-test";
+    std::string sessionId = "s";
+    std::string ts = "2026-01-01T00:00:00.000Z";
+    std::string model = "claude-sonnet-4-20250514";
+    std::string speed = "standard";
+    std::int64_t inputTokens = 0, outputTokens = 0, cacheReadTokens = 0, cacheCreateTokens = 0;
+    std::int64_t reasoningTokens = 0, cacheCreate1hTokens = 0;
+    double costUsd = 0;
+    std::string costSource = "rate_card";
+    std::string eventKey;
+};
+Result<std::int64_t> ensureProject(Connection& db, const std::string& provider,
+                                   const std::string& slug, const std::optional<std::string>& path,
+                                   double nowSeconds);
+Result<std::int64_t> insertEvent(Connection& db, const NewEvent& event);
+
+// Sources block <-> JSON text (daemon_state.sources_json).
+std::string sourcesToJson(const std::vector<status::SourceState>& sources);
+std::vector<status::SourceState> sourcesFromJson(const std::string& json);
+
+}  // namespace etld::store
