@@ -224,6 +224,88 @@ CREATE INDEX idx_jobs_running ON backfill_jobs(status) WHERE status = 'running';
 CREATE INDEX idx_jobs_completed ON backfill_jobs(completed_at_us);
 )sql";
 
+// Migration 2: ingest. Per-file checkpoints, what the winner rules of
+// sources.md compare, session working directories, and retractions.
+//
+//   file_checkpoints   one row per source file: identity hints (dev, ino),
+//                      fingerprints of the head and of the bytes before the
+//                      offset, size and mtime at the last read, the offset of
+//                      the next unread line, the parser state. Moves only in
+//                      the transaction that writes the events read from those
+//                      bytes (invariant 2).
+//   event_retractions  what a revised or merged-away event contributed, under
+//                      its old id (invariant 4); marts take it back out when
+//                      they had absorbed that id.
+//   session_cwd        the working directory of a session's earliest record
+//                      that names one (session_mart.cwd).
+constexpr const char* kMigration2 = R"sql(
+ALTER TABLE usage_events ADD COLUMN source_path TEXT NOT NULL DEFAULT '';
+ALTER TABLE usage_events ADD COLUMN source_offset INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE usage_events ADD COLUMN is_sidechain INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE usage_events ADD COLUMN has_speed INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE usage_events ADD COLUMN message_id TEXT;
+CREATE INDEX idx_events_message ON usage_events(message_id, session_id)
+  WHERE message_id IS NOT NULL;
+
+CREATE TABLE file_checkpoints (
+  path          TEXT PRIMARY KEY,
+  provider      TEXT NOT NULL,
+  rel_path      TEXT NOT NULL,
+  dev           INTEGER NOT NULL,
+  ino           INTEGER NOT NULL,
+  size          INTEGER NOT NULL,
+  mtime_ns      INTEGER NOT NULL,
+  offset        INTEGER NOT NULL,
+  head_hash     INTEGER NOT NULL,
+  head_len      INTEGER NOT NULL,
+  tail_hash     INTEGER NOT NULL,
+  tail_len      INTEGER NOT NULL,
+  parser_state  TEXT NOT NULL DEFAULT '',
+  lines_skipped INTEGER NOT NULL DEFAULT 0,
+  updated_at_us INTEGER NOT NULL
+);
+
+CREATE TABLE event_retractions (
+  seq                 INTEGER PRIMARY KEY AUTOINCREMENT,
+  old_event_id        INTEGER NOT NULL,
+  provider            TEXT NOT NULL,
+  project_id          INTEGER NOT NULL,
+  session_id          TEXT NOT NULL,
+  ts                  TEXT NOT NULL,
+  day                 TEXT NOT NULL,
+  model               TEXT NOT NULL,
+  speed               TEXT NOT NULL,
+  input_tokens        INTEGER NOT NULL,
+  output_tokens       INTEGER NOT NULL,
+  cache_read_tokens   INTEGER NOT NULL,
+  cache_create_tokens INTEGER NOT NULL,
+  cost_usd            REAL NOT NULL,
+  role                TEXT NOT NULL
+);
+
+-- Keeps the retraction in the same statement as the change, whoever makes
+-- it: a DELETE (merge, or the old half of a revision) records what the row
+-- contributed. A revision is a DELETE of the old row plus an INSERT of the
+-- new one under a fresh id, so marts re-absorb it.
+CREATE TRIGGER usage_events_retract AFTER DELETE ON usage_events BEGIN
+  INSERT INTO event_retractions (old_event_id, provider, project_id, session_id, ts, day, model,
+    speed, input_tokens, output_tokens, cache_read_tokens, cache_create_tokens, cost_usd, role)
+  VALUES (OLD.id, OLD.provider, OLD.project_id, OLD.session_id, OLD.ts, OLD.day, OLD.model,
+    OLD.speed, OLD.input_tokens, OLD.output_tokens, OLD.cache_read_tokens,
+    OLD.cache_create_tokens, OLD.cost_usd, OLD.role);
+END;
+
+ALTER TABLE mart_watermark ADD COLUMN last_retraction_seq INTEGER NOT NULL DEFAULT 0;
+
+CREATE TABLE session_cwd (
+  provider   TEXT NOT NULL,
+  session_id TEXT NOT NULL,
+  cwd        TEXT NOT NULL,
+  first_ts   TEXT NOT NULL,
+  PRIMARY KEY (provider, session_id)
+) WITHOUT ROWID;
+)sql";
+
 // Row-count triggers for the five marts, one pair per table.
 std::string martCountTriggers() {
     std::string sql;
@@ -242,6 +324,7 @@ std::string martCountTriggers() {
 const std::vector<std::string>& migrations() {
     static const std::vector<std::string> all = {
         std::string(kMigration1) + martCountTriggers(),
+        kMigration2,
     };
     return all;
 }
