@@ -9,15 +9,21 @@
 
 #include <uv.h>
 
+#include <map>
 #include <memory>
+#include <set>
+#include <vector>
 #include <optional>
 
 #include "control.h"
+#include "ingest.h"
 #include "options.h"
+#include "sources/pricing.h"
 #include "status/status.h"
 #include "util/instance_lock.h"
 #include "util/time.h"
 #include "uv_handle.h"
+#include "watch.h"
 #include "writer.h"
 
 namespace etld::daemon {
@@ -45,6 +51,27 @@ private:
 
     static void onSignal(uv_signal_t* handle, int signum) noexcept;
 
+    // Ingest cycles (loop thread). At most one cycle is in flight on the
+    // writer; what arrives meanwhile waits for the next one.
+    // A `sync` waiting for a cycle that starts after it arrived; owned by
+    // syncs_, its timer fails it with `unavailable` at its timeout.
+    struct PendingSync {
+        Daemon* self;
+        std::uint64_t id;
+        Call call;
+        UvHandle<uv_timer_t> timeout;
+    };
+    void scheduleCycle();
+    void onCycleDone(const Status& result, const std::vector<std::uint64_t>& syncIds);
+    void onStepCommitted(status::StatusInput counters, std::vector<status::SourceState> sources,
+                         UnixMicros committedAt, std::int64_t eventsInCycle);
+    void answerSync(const Call& call);
+    void failSync(const Call& call);
+    void startWatching();
+    void setFault(const Error& error);
+    void clearFault();
+    std::vector<status::SourceState> sourcesWithWatchModes() const;
+
     Options options_;
     OffsetClock clock_;  // tests move it through a hook; production never does
     uv_loop_t loop_{};
@@ -55,6 +82,20 @@ private:
     UvHandle<uv_signal_t> sigterm_;
     UvHandle<uv_signal_t> sigint_;
     bool stopping_ = false;
+
+    sources::PriceTable prices_;
+    std::unique_ptr<IngestEngine> ingest_;  // used on the writer thread only
+    std::unique_ptr<Watcher> watcher_;
+    std::set<std::string> dirtyPaths_;
+    bool fullRescanWanted_ = false;
+    bool cycleInFlight_ = false;
+    std::map<std::uint64_t, std::unique_ptr<PendingSync>> syncs_;
+    std::vector<std::uint64_t> syncWaiters_;  // ids waiting for the next cycle to start
+    std::uint64_t nextSyncId_ = 1;
+    UvHandle<uv_timer_t> retryTimer_;      // a failed cycle is retried with backoff
+    UvHandle<uv_timer_t> safetyNetTimer_;  // a rare full rescan, in case events were missed
+    std::uint64_t retryDelayMs_ = 0;
+    std::vector<status::SourceState> engineSources_;
 
     // Live state served by `status` (loop thread).
     status::StatusInput state_;

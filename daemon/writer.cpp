@@ -38,6 +38,18 @@ void Writer::stop() {
     async_.close();
 }
 
+void Writer::postToLoop(std::function<void()> fn) {
+    {
+        std::lock_guard lock(mutex_);
+        done_.push_back(Item{{}, [fn = std::move(fn)](const Status&) { fn(); }, {}});
+    }
+    uv_async_send(async_.get());
+}
+
+void Writer::heartbeat() {
+    if (busySinceMicros_.load() != 0) busySinceMicros_ = monotonicMicros();
+}
+
 bool Writer::healthy(std::int64_t maxTaskMicros) const {
     const std::int64_t since = busySinceMicros_.load();
     return since == 0 || monotonicMicros() - since < maxTaskMicros;

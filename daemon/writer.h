@@ -34,6 +34,13 @@ public:
 
     // Loop thread only. `done` runs on the loop thread after the task.
     void post(Task task, Done done = {});
+    // Writer thread: runs `fn` on the loop thread soon (progress reports of
+    // a long task).
+    void postToLoop(std::function<void()> fn);
+    // Writer thread: a long task made progress (a step committed); the
+    // watchdog measures the current step, not the whole task.
+    void heartbeat();
+
     // Loop thread: runs what was queued, then joins the thread and closes
     // the async handle. Completions still pending run before it returns.
     void stop();

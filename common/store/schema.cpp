@@ -244,6 +244,7 @@ ALTER TABLE usage_events ADD COLUMN source_offset INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE usage_events ADD COLUMN is_sidechain INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE usage_events ADD COLUMN has_speed INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE usage_events ADD COLUMN message_id TEXT;
+ALTER TABLE usage_events ADD COLUMN request_id TEXT;
 CREATE INDEX idx_events_message ON usage_events(message_id, session_id)
   WHERE message_id IS NOT NULL;
 

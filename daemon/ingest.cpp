@@ -1,0 +1,742 @@
+#include "ingest.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+
+#include "log.h"
+#include "sources/gemini.h"
+#include "sources/identity.h"
+#include "sources/jsonl.h"
+#include "store/store.h"
+#include "util/unique_fd.h"
+
+namespace etld::daemon {
+
+using sources::Provider;
+using sources::UsageRecord;
+
+namespace {
+
+// How far a line longer than the step is scanned per read while looking for
+// its end: the line itself is never held when it is over kMaxLineBytes.
+constexpr std::uint64_t kScanPieceBytes = 64 * 1024;
+
+std::uint64_t fnv1a(std::string_view bytes) {
+    std::uint64_t h = 1469598103934665603ull;
+    for (unsigned char c : bytes) {
+        h ^= c;
+        h *= 1099511628211ull;
+    }
+    return h;
+}
+
+std::int64_t mtimeNs(const struct stat& st) {
+    return static_cast<std::int64_t>(st.st_mtim.tv_sec) * 1'000'000'000 + st.st_mtim.tv_nsec;
+}
+
+// Reads up to n bytes at offset; short only at end of file.
+Result<std::string> readAt(int fd, std::uint64_t offset, std::uint64_t n) {
+    std::string out(n, '\0');
+    std::uint64_t got = 0;
+    while (got < n) {
+        const ssize_t r = ::pread(fd, out.data() + got, n - got, static_cast<off_t>(offset + got));
+        if (r < 0) {
+            if (errno == EINTR) continue;
+            return Error{"read", std::strerror(errno)};
+        }
+        if (r == 0) break;
+        got += static_cast<std::uint64_t>(r);
+    }
+    out.resize(got);
+    return out;
+}
+
+struct StoredEvent {
+    std::int64_t id = 0;
+    std::int64_t projectId = 0;
+    UsageRecord record;  // the fields the winner rules and the change test compare
+};
+
+bool sameStoredFields(const UsageRecord& a, std::int64_t projectA, const UsageRecord& b,
+                      std::int64_t projectB) {
+    return projectA == projectB && a.sessionId == b.sessionId && a.tsText == b.tsText &&
+           a.model == b.model && a.speed == b.speed && a.inputTokens == b.inputTokens &&
+           a.outputTokens == b.outputTokens && a.cacheReadTokens == b.cacheReadTokens &&
+           a.cacheCreateTokens == b.cacheCreateTokens && a.reasoningTokens == b.reasoningTokens &&
+           a.cacheCreate1hTokens == b.cacheCreate1hTokens && a.costUsd == b.costUsd &&
+           a.costSource == b.costSource && a.rawExtras == b.rawExtras && a.role == b.role;
+}
+
+bool sameBookkeeping(const UsageRecord& a, const UsageRecord& b) {
+    return a.sourcePath == b.sourcePath && a.sourceOffset == b.sourceOffset &&
+           a.isSidechain == b.isSidechain && a.hasSpeed == b.hasSpeed &&
+           a.messageId == b.messageId && a.requestId == b.requestId;
+}
+
+constexpr const char* kSelectByKey =
+    "SELECT id, project_id, session_id, ts, model, speed, input_tokens, output_tokens, "
+    "cache_read_tokens, cache_create_tokens, reasoning_tokens, cost_usd, cost_source, "
+    "COALESCE(raw_extras, ''), cache_create_1h_tokens, source_path, source_offset, is_sidechain, "
+    "has_speed, COALESCE(message_id, ''), COALESCE(request_id, ''), role "
+    "FROM usage_events WHERE event_key = ?1";
+
+Result<std::optional<StoredEvent>> findByKey(store::Connection& db, Provider provider,
+                                             const std::string& key) {
+    auto stmt = db.cached(kSelectByKey);
+    if (!stmt) return stmt.error();
+    store::Statement& s = **stmt;
+    s.bind(1, key);
+    auto row = s.step();
+    if (!row) return row.error();
+    if (!*row) {
+        s.reset();
+        return std::optional<StoredEvent>();
+    }
+    StoredEvent e;
+    e.id = s.columnInt(0);
+    e.projectId = s.columnInt(1);
+    UsageRecord& r = e.record;
+    r.provider = provider;
+    r.eventKey = key;
+    r.sessionId = s.columnText(2);
+    r.tsText = s.columnText(3);
+    r.model = s.columnText(4);
+    r.speed = s.columnText(5) == "fast" ? sources::Speed::Fast : sources::Speed::Standard;
+    r.inputTokens = s.columnInt(6);
+    r.outputTokens = s.columnInt(7);
+    r.cacheReadTokens = s.columnInt(8);
+    r.cacheCreateTokens = s.columnInt(9);
+    r.reasoningTokens = s.columnInt(10);
+    r.costUsd = s.columnDouble(11);
+    r.costSource = sources::costSourceFromName(s.columnText(12)).value_or(sources::CostSource::Unknown);
+    r.rawExtras = s.columnText(13);
+    r.cacheCreate1hTokens = s.columnInt(14);
+    r.sourcePath = s.columnText(15);
+    r.sourceOffset = static_cast<std::uint64_t>(s.columnInt(16));
+    r.isSidechain = s.columnInt(17) != 0;
+    r.hasSpeed = s.columnInt(18) != 0;
+    r.messageId = s.columnText(19);
+    r.requestId = s.columnText(20);
+    r.role = s.columnText(21);
+    s.reset();
+    return std::optional<StoredEvent>(std::move(e));
+}
+
+Status insertRecord(store::Connection& db, const UsageRecord& r, const std::string& key,
+                    std::int64_t projectId) {
+    auto stmt = db.cached(
+        "INSERT INTO usage_events (provider, project_id, session_id, ts, day, model, speed, "
+        "input_tokens, output_tokens, cache_read_tokens, cache_create_tokens, reasoning_tokens, "
+        "cost_usd, cost_source, role, raw_extras, event_key, cache_create_1h_tokens, source_path, "
+        "source_offset, is_sidechain, has_speed, message_id, request_id) VALUES (?1, ?2, ?3, ?4, "
+        "?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, "
+        "?23, ?24)");
+    if (!stmt) return stmt.error();
+    store::Statement& s = **stmt;
+    s.bind(1, sources::providerName(r.provider)).bind(2, projectId).bind(3, r.sessionId);
+    s.bind(4, r.tsText).bind(5, r.day).bind(6, r.model).bind(7, sources::speedName(r.speed));
+    s.bind(8, r.inputTokens).bind(9, r.outputTokens).bind(10, r.cacheReadTokens);
+    s.bind(11, r.cacheCreateTokens).bind(12, r.reasoningTokens).bind(13, r.costUsd);
+    s.bind(14, sources::costSourceName(r.costSource)).bind(15, r.role);
+    if (r.rawExtras.empty()) s.bindNull(16);
+    else s.bind(16, r.rawExtras);
+    s.bind(17, key).bind(18, r.cacheCreate1hTokens).bind(19, r.sourcePath);
+    s.bind(20, static_cast<std::int64_t>(r.sourceOffset)).bind(21, r.isSidechain ? 1 : 0);
+    s.bind(22, r.hasSpeed ? 1 : 0);
+    if (r.messageId.empty()) s.bindNull(23);
+    else s.bind(23, r.messageId);
+    if (r.requestId.empty()) s.bindNull(24);
+    else s.bind(24, r.requestId);
+    return s.run();
+}
+
+Status deleteEvent(store::Connection& db, std::int64_t id) {
+    auto stmt = db.cached("DELETE FROM usage_events WHERE id = ?1");
+    if (!stmt) return stmt.error();
+    (*stmt)->bind(1, id);
+    return (*stmt)->run();
+}
+
+Status updateBookkeeping(store::Connection& db, std::int64_t id, const UsageRecord& r) {
+    auto stmt = db.cached(
+        "UPDATE usage_events SET source_path = ?2, source_offset = ?3, is_sidechain = ?4, "
+        "has_speed = ?5, message_id = NULLIF(?6, ''), request_id = NULLIF(?7, '') WHERE id = ?1");
+    if (!stmt) return stmt.error();
+    store::Statement& s = **stmt;
+    s.bind(1, id).bind(2, r.sourcePath).bind(3, static_cast<std::int64_t>(r.sourceOffset));
+    s.bind(4, r.isSidechain ? 1 : 0).bind(5, r.hasSpeed ? 1 : 0).bind(6, r.messageId);
+    s.bind(7, r.requestId);
+    return s.run();
+}
+
+// Claude rule 3: is there a non-sidechain event this sidechain record belongs to?
+Result<bool> sidechainHasOwner(store::Connection& db, const UsageRecord& r) {
+    auto stmt = db.cached(
+        "SELECT 1 FROM usage_events WHERE message_id = ?1 AND is_sidechain = 0 "
+        "AND (session_id = ?2 OR (?3 <> '' AND request_id = ?3)) LIMIT 1");
+    if (!stmt) return stmt.error();
+    store::Statement& s = **stmt;
+    s.bind(1, r.messageId).bind(2, r.sessionId).bind(3, r.requestId);
+    auto row = s.step();
+    if (!row) return row.error();
+    s.reset();
+    return *row;
+}
+
+// Claude rule 3, the other way: sidechain-only events a non-sidechain record
+// absorbs. Returns how many it merged away.
+Result<std::int64_t> mergeSidechains(store::Connection& db, const UsageRecord& r,
+                                     const std::string& key) {
+    auto stmt = db.cached(
+        "SELECT id FROM usage_events WHERE message_id = ?1 AND is_sidechain = 1 "
+        "AND (session_id = ?2 OR (?3 <> '' AND request_id = ?3)) AND event_key <> ?4");
+    if (!stmt) return stmt.error();
+    store::Statement& s = **stmt;
+    s.bind(1, r.messageId).bind(2, r.sessionId).bind(3, r.requestId).bind(4, key);
+    std::vector<std::int64_t> ids;
+    for (;;) {
+        auto row = s.step();
+        if (!row) return row.error();
+        if (!*row) break;
+        ids.push_back(s.columnInt(0));
+    }
+    s.reset();
+    for (auto id : ids)
+        if (auto st = deleteEvent(db, id); !st) return st.error();
+    return static_cast<std::int64_t>(ids.size());
+}
+
+struct ApplyOutcome {
+    std::int64_t changed = 0;
+    std::int64_t merged = 0;
+};
+
+// One record against the store, by the identity and winner rules.
+Result<ApplyOutcome> applyRecord(store::Connection& db, const UsageRecord& r, std::int64_t projectId) {
+    ApplyOutcome out;
+    std::string key = r.eventKey;
+    const bool claudeWithId = r.provider == Provider::Claude && !r.messageId.empty();
+    if (claudeWithId && r.isSidechain) {
+        auto owned = sidechainHasOwner(db, r);
+        if (!owned) return owned.error();
+        if (*owned) return out;  // it can never win there: adds nothing
+    }
+    auto stored = findByKey(db, r.provider, key);
+    if (!stored) return stored.error();
+    if (!*stored) {
+        if (auto st = insertRecord(db, r, key, projectId); !st) return st.error();
+        out.changed = 1;
+    } else {
+        const StoredEvent& e = **stored;
+        const bool sameSource = e.record.sourcePath == r.sourcePath && e.record.sourceOffset == r.sourceOffset;
+        // A re-read of the same line (a rewrite in place) is the truth about it.
+        const bool wins = sources::betterRecord(r, e.record) ||
+                          (sameSource && !sources::betterRecord(e.record, r));
+        if (wins) {
+            if (!sameStoredFields(r, projectId, e.record, e.projectId)) {
+                if (auto st = deleteEvent(db, e.id); !st) return st.error();
+                if (auto st = insertRecord(db, r, key, projectId); !st) return st.error();
+                out.changed = 1;
+            } else if (!sameBookkeeping(r, e.record)) {
+                if (auto st = updateBookkeeping(db, e.id, r); !st) return st.error();
+            }
+        }
+    }
+    if (claudeWithId && !r.isSidechain) {
+        auto merged = mergeSidechains(db, r, key);
+        if (!merged) return merged.error();
+        out.merged = *merged;
+    }
+    return out;
+}
+
+}  // namespace
+
+struct IngestEngine::PendingFile {
+    FileEntry* file;
+    bool vanishedMidRead = false;
+    std::uint64_t offset = 0;
+    std::uint64_t headHash = 0, headLen = 0, tailHash = 0, tailLen = 0;
+    std::string parserState;
+    std::int64_t linesSkipped = 0;
+    std::vector<UsageRecord> records;
+    bool stillDirty = false;
+    bool parseFailed = false;  // Gemini .json caught mid-write
+};
+
+IngestEngine::IngestEngine(std::vector<ProviderRoots> roots, const sources::PriceTable& prices,
+                           const Clock& clock)
+    : roots_(std::move(roots)), prices_(prices), clock_(clock) {
+    for (const auto& pr : roots_)
+        for (auto& d : scanDirs(pr)) scanDirs_.push_back(std::move(d));
+}
+
+std::vector<ScanDir> IngestEngine::allScanDirs() const { return scanDirs_; }
+
+Status IngestEngine::load(store::Connection& db) {
+    auto stmt = db.prepare(
+        "SELECT path, provider, rel_path, dev, ino, size, mtime_ns, offset, head_hash, head_len, "
+        "tail_hash, tail_len, parser_state, lines_skipped FROM file_checkpoints");
+    if (!stmt) return stmt.error();
+    for (;;) {
+        auto row = stmt->step();
+        if (!row) return row.error();
+        if (!*row) break;
+        FileEntry f;
+        f.path = stmt->columnText(0);
+        f.provider = sources::providerFromName(stmt->columnText(1)).value_or(Provider::Claude);
+        const std::string rel = stmt->columnText(2);  // "<root>/<relative>"
+        const auto slash = rel.find('/');
+        f.rootIndex = static_cast<std::uint32_t>(std::stoul(rel.substr(0, slash)));
+        f.relPath = rel.substr(slash + 1);
+        f.geminiJson = f.provider == Provider::Gemini && f.path.size() > 5 &&
+                       f.path.compare(f.path.size() - 5, 5, ".json") == 0;
+        f.checkpointed = true;
+        f.dev = static_cast<std::uint64_t>(stmt->columnInt(3));
+        f.ino = static_cast<std::uint64_t>(stmt->columnInt(4));
+        f.size = stmt->columnInt(5);
+        f.mtimeNs = stmt->columnInt(6);
+        f.offset = static_cast<std::uint64_t>(stmt->columnInt(7));
+        f.headHash = static_cast<std::uint64_t>(stmt->columnInt(8));
+        f.headLen = static_cast<std::uint64_t>(stmt->columnInt(9));
+        f.tailHash = static_cast<std::uint64_t>(stmt->columnInt(10));
+        f.tailLen = static_cast<std::uint64_t>(stmt->columnInt(11));
+        f.parserState = stmt->columnText(12);
+        f.linesSkipped = stmt->columnInt(13);
+        files_.emplace(f.path, std::move(f));
+    }
+    return {};
+}
+
+const ScanDir* IngestEngine::scanDirFor(const std::string& path) const {
+    const ScanDir* best = nullptr;
+    for (const auto& d : scanDirs_) {
+        if (path.size() > d.path.size() && path.compare(0, d.path.size(), d.path) == 0 &&
+            path[d.path.size()] == '/' && (!best || d.path.size() > best->path.size()))
+            best = &d;
+    }
+    return best;
+}
+
+void IngestEngine::walkDirectory(const ScanDir& dir, const std::string& path,
+                                 std::set<std::string>& seen) {
+    DIR* d = ::opendir(path.c_str());
+    if (!d) {
+        if (errno != ENOENT && errno != ENOTDIR) {
+            const std::string msg = "cannot list " + path + ": " + std::strerror(errno);
+            if (lastError_[dir.provider] != msg) log::warning(msg + ", skipping");
+            lastError_[dir.provider] = msg;
+        }
+        return;
+    }
+    std::vector<std::string> subdirs;
+    while (dirent* e = ::readdir(d)) {
+        const char* name = e->d_name;
+        if (name[0] == '.') continue;  // ., .., and hidden files the agents keep
+        const std::string child = path + "/" + name;
+        unsigned char type = e->d_type;
+        if (type == DT_UNKNOWN) {
+            struct stat st {};
+            if (::lstat(child.c_str(), &st) != 0) continue;
+            type = S_ISDIR(st.st_mode) ? DT_DIR : S_ISREG(st.st_mode) ? DT_REG : DT_UNKNOWN;
+        }
+        if (type == DT_DIR) subdirs.push_back(child);
+        else if (type == DT_REG) considerFile(dir, child, seen);
+    }
+    ::closedir(d);
+    for (const auto& s : subdirs) walkDirectory(dir, s, seen);
+}
+
+void IngestEngine::considerFile(const ScanDir& dir, const std::string& path,
+                                std::set<std::string>& seen) {
+    const auto slash = path.find_last_of('/');
+    const std::string name = path.substr(slash + 1);
+    if (!isSourceFile(dir.provider, name)) return;
+    const std::string rel = path.substr(dir.path.size() + 1);
+    if (dir.archive) {
+        // The same relative path in sessions/ and archived_sessions/: sessions/ wins.
+        struct stat st {};
+        if (::stat((dir.root + "/sessions/" + rel).c_str(), &st) == 0) return;
+    }
+    struct stat st {};
+    if (::stat(path.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) return;
+    seen.insert(path);
+    auto [it, inserted] = files_.try_emplace(path);
+    FileEntry& f = it->second;
+    if (inserted) {
+        f.path = path;
+        f.provider = dir.provider;
+        f.rootIndex = dir.rootIndex;
+        f.relPath = rel;
+        f.geminiJson = dir.provider == Provider::Gemini && name.size() > 5 &&
+                       name.compare(name.size() - 5, 5, ".json") == 0;
+    }
+    f.present = true;
+    f.seenDev = static_cast<std::uint64_t>(st.st_dev);
+    f.seenIno = static_cast<std::uint64_t>(st.st_ino);
+    f.seenSize = static_cast<std::int64_t>(st.st_size);
+    f.seenMtimeNs = mtimeNs(st);
+    planRead(f);
+}
+
+void IngestEngine::planRead(FileEntry& f) {
+    f.dirty = false;
+    f.readFromStart = false;
+    if (!f.checkpointed) {
+        f.dirty = f.seenSize > 0;
+        f.readFromStart = true;
+        return;
+    }
+    if (f.seenDev == f.dev && f.seenIno == f.ino && f.seenSize == f.size && f.seenMtimeNs == f.mtimeNs)
+        return;  // unchanged: no contents read
+    if (f.geminiJson) {
+        if (f.seenSize == f.failedSize && f.seenMtimeNs == f.failedMtimeNs) return;
+        f.dirty = true;
+        f.readFromStart = true;
+        return;
+    }
+    f.dirty = true;
+    if (static_cast<std::uint64_t>(f.seenSize) < f.offset) {
+        f.readFromStart = true;  // truncated
+        return;
+    }
+    // Same file, grown (or touched)? Both fingerprints must still match.
+    UniqueFd fd(::open(f.path.c_str(), O_RDONLY | O_CLOEXEC));
+    if (!fd.valid()) {
+        f.dirty = false;
+        return;
+    }
+    auto head = readAt(fd.get(), 0, f.headLen);
+    auto tail = readAt(fd.get(), f.offset - f.tailLen, f.tailLen);
+    bytesReadSinceStart_[f.provider] +=
+        static_cast<std::int64_t>((head ? head->size() : 0) + (tail ? tail->size() : 0));
+    const bool same = head && tail && head->size() == f.headLen && tail->size() == f.tailLen &&
+                      fnv1a(*head) == f.headHash && fnv1a(*tail) == f.tailHash;
+    f.readFromStart = !same;
+}
+
+void IngestEngine::statPath(const std::string& path, std::set<std::string>& seen) {
+    const ScanDir* dir = scanDirFor(path);
+    struct stat st {};
+    const bool exists = ::stat(path.c_str(), &st) == 0;
+    if (exists && S_ISDIR(st.st_mode)) {
+        for (const auto& d : scanDirs_)  // the scanned directory itself, or one inside it
+            if (d.path == path) walkDirectory(d, path, seen);
+        if (dir) walkDirectory(*dir, path, seen);
+        return;
+    }
+    if (exists && dir) {
+        considerFile(*dir, path, seen);
+        return;
+    }
+    // Gone: the file, or a directory with whatever we tracked below it.
+    const std::string prefix = path + "/";
+    for (auto& [p, f] : files_) {
+        if ((p == path || p.compare(0, prefix.size(), prefix) == 0) && f.present) {
+            struct stat fst {};
+            if (::stat(p.c_str(), &fst) != 0) {
+                f.present = false;
+                f.dirty = false;
+                vanished_.push_back(p);
+            }
+        }
+    }
+}
+
+Result<CycleReport> IngestEngine::runCycle(
+    store::Connection& db, const CycleRequest& request,
+    const std::function<Status(store::Connection&, const StepReport&)>& inStep,
+    const std::function<void(const StepReport&)>& afterStep) {
+    std::set<std::string> seen;
+    if (request.fullRescan) {
+        scanDirs_.clear();
+        for (const auto& pr : roots_)
+            for (auto& d : scanDirs(pr)) scanDirs_.push_back(std::move(d));
+        for (const auto& pr : roots_) lastError_.erase(pr.provider);
+        for (const auto& d : scanDirs_) walkDirectory(d, d.path, seen);
+        for (auto& [p, f] : files_) {
+            if (!seen.count(p) && (f.present || f.checkpointed)) {
+                f.present = false;
+                f.dirty = false;
+                if (f.checkpointed) vanished_.push_back(p);
+            }
+        }
+    }
+    for (const auto& p : request.paths) statPath(p, seen);
+
+    CycleReport report;
+    bool more = true;
+    while (more) {
+        more = false;
+        auto step = runStep(db, inStep, more);
+        if (!step) return step.error();
+        ++report.steps;
+        report.eventsChanged += step->eventsChanged;
+        if (afterStep) afterStep(*step);
+    }
+    return report;
+}
+
+Result<StepReport> IngestEngine::runStep(
+    store::Connection& db, const std::function<Status(store::Connection&, const StepReport&)>& inStep,
+    bool& more) {
+    std::vector<PendingFile> pending;
+    std::uint64_t budget = kStepBytes;
+    for (auto& [path, f] : files_) {
+        if (!f.dirty) continue;
+        if (budget == 0) {
+            more = true;
+            break;
+        }
+        PendingFile p;
+        p.file = &f;
+        const std::uint64_t start = f.readFromStart ? 0 : f.offset;
+        p.offset = start;
+        p.parserState = f.readFromStart ? std::string() : f.parserState;
+        p.linesSkipped = f.readFromStart ? 0 : f.linesSkipped;
+        p.headHash = f.headHash;
+        p.headLen = f.headLen;
+        UniqueFd fd(::open(f.path.c_str(), O_RDONLY | O_CLOEXEC));
+        if (!fd.valid()) {
+            // Vanished (or unreadable) between the stat and the read: skip it;
+            // the next rescan decides.
+            const std::string msg = "cannot open " + f.path + ": " + std::strerror(errno);
+            if (lastError_[f.provider] != msg) log::warning(msg + ", skipping");
+            lastError_[f.provider] = msg;
+            f.dirty = false;
+            continue;
+        }
+        const sources::FileContext ctx = sources::makeFileContext(
+            f.provider, f.rootIndex, f.relPath, f.seenMtimeNs / 1000);
+        auto& readCounter = bytesReadSinceStart_[f.provider];
+        if (f.geminiJson) {
+            const auto size = static_cast<std::uint64_t>(f.seenSize);
+            if (size > sources::kMaxGeminiJsonBytes) {
+                p.linesSkipped = 1;
+                p.offset = size;
+            } else {
+                auto bytes = readAt(fd.get(), 0, size);
+                if (!bytes) continue;
+                readCounter += static_cast<std::int64_t>(bytes->size());
+                budget -= std::min<std::uint64_t>(budget, bytes->size());
+                auto parsed = sources::parseGeminiJsonFile(*bytes, ctx, prices_);
+                if (!parsed) {
+                    p.parseFailed = true;  // caught mid-write: retried when it changes again
+                } else {
+                    p.records = std::move(parsed->records);
+                    p.linesSkipped = static_cast<std::int64_t>(parsed->skippedMessages);
+                    p.offset = bytes->size();
+                    p.headLen = std::min<std::uint64_t>(bytes->size(), kFingerprintBytes);
+                    p.headHash = fnv1a(std::string_view(*bytes).substr(0, p.headLen));
+                }
+            }
+        } else {
+            const std::uint64_t available =
+                static_cast<std::uint64_t>(f.seenSize) > start ? f.seenSize - start : 0;
+            const std::uint64_t want = std::min(available, budget);
+            auto bytes = readAt(fd.get(), start, want);
+            if (!bytes) continue;
+            readCounter += static_cast<std::int64_t>(bytes->size());
+            budget -= std::min<std::uint64_t>(budget, bytes->size());
+            std::string chunk = std::move(*bytes);
+            const auto lastNl = chunk.find_last_of('\n');
+            std::uint64_t skipBytes = 0;  // a line over the limit, skipped unread
+            if (lastNl == std::string::npos && start + chunk.size() < static_cast<std::uint64_t>(f.seenSize)) {
+                // A line longer than this step's budget: find its end without holding it.
+                std::uint64_t pos = start + chunk.size();
+                std::uint64_t end = 0;
+                bool found = false;
+                while (pos < static_cast<std::uint64_t>(f.seenSize)) {
+                    auto piece = readAt(fd.get(), pos, kScanPieceBytes);
+                    if (!piece || piece->empty()) break;
+                    readCounter += static_cast<std::int64_t>(piece->size());
+                    const auto nl = piece->find('\n');
+                    if (nl != std::string::npos) {
+                        end = pos + nl;
+                        found = true;
+                        break;
+                    }
+                    pos += piece->size();
+                }
+                chunk.clear();
+                if (found && end - start <= sources::kMaxLineBytes) {
+                    auto line = readAt(fd.get(), start, end - start + 1);
+                    if (line) chunk = std::move(*line);
+                } else if (found) {
+                    skipBytes = end - start + 1;
+                }
+            } else if (lastNl == std::string::npos) {
+                chunk.clear();  // a partial last line: it waits for its newline
+            } else {
+                chunk.resize(lastNl + 1);
+            }
+            if (skipBytes > 0) {
+                log::warning(f.path + ": a line of " + std::to_string(skipBytes) +
+                             " bytes is over the limit, skipping");
+                p.offset = start + skipBytes;
+                p.linesSkipped += 1;
+            } else if (!chunk.empty()) {
+                auto parsed = sources::parseJsonlChunk(chunk, start, ctx, p.parserState, prices_);
+                if (!parsed) {
+                    // A saved state this build cannot read: start the file over.
+                    parsed = sources::parseJsonlChunk(chunk, 0, ctx, "", prices_);
+                }
+                if (parsed) {
+                    p.records = std::move(parsed->records);
+                    p.linesSkipped += static_cast<std::int64_t>(parsed->skippedLines);
+                    p.offset = start + parsed->consumedBytes;
+                    p.parserState = std::move(parsed->state);
+                    if (parsed->skippedLines > 0)
+                        log::info(f.path + ": " + std::to_string(parsed->skippedLines) +
+                                  " malformed line(s), skipping");
+                }
+            }
+            if (start == 0 || p.headLen < kFingerprintBytes) {
+                p.headLen = std::min<std::uint64_t>(p.offset, kFingerprintBytes);
+                auto head = readAt(fd.get(), 0, p.headLen);
+                p.headHash = head ? fnv1a(*head) : 0;
+            }
+            p.stillDirty = p.offset > start && p.offset < static_cast<std::uint64_t>(f.seenSize);
+        }
+        p.tailLen = std::min<std::uint64_t>(p.offset, kFingerprintBytes);
+        auto tail = readAt(fd.get(), p.offset - p.tailLen, p.tailLen);
+        p.tailHash = tail ? fnv1a(*tail) : 0;
+        pending.push_back(std::move(p));
+    }
+
+    StepReport report;
+    auto tx = store::Transaction::begin(db);
+    if (!tx) return tx.error();
+    for (const auto& path : vanished_) {
+        auto del = db.cached("DELETE FROM file_checkpoints WHERE path = ?1");
+        if (!del) return del.error();
+        (*del)->bind(1, path);
+        if (auto st = (*del)->run(); !st) return st.error();
+    }
+    const double nowSeconds = static_cast<double>(clock_.now()) / kMicrosPerSecond;
+    for (auto& p : pending) {
+        FileEntry& f = *p.file;
+        if (p.parseFailed) continue;
+        for (const auto& r : p.records) {
+            const std::string projectKey = std::string(sources::providerName(r.provider)) + '\0' + r.projectSlug;
+            auto cached = projectIds_.find(projectKey);
+            std::int64_t projectId = 0;
+            if (cached == projectIds_.end() || !r.cwd.empty()) {
+                auto id = store::ensureProject(db, std::string(sources::providerName(r.provider)),
+                                               r.projectSlug,
+                                               r.cwd.empty() ? std::nullopt : std::optional<std::string>(r.cwd),
+                                               nowSeconds);
+                if (!id) return id.error();
+                projectId = *id;
+            } else {
+                projectId = cached->second;
+            }
+            auto applied = applyRecord(db, r, projectId);
+            if (!applied) return applied.error();
+            report.eventsChanged += applied->changed;
+            report.eventsMerged += applied->merged;
+            if (!r.cwd.empty()) {
+                auto cwd = db.cached(
+                    "INSERT INTO session_cwd (provider, session_id, cwd, first_ts) VALUES (?1, ?2, ?3, ?4) "
+                    "ON CONFLICT (provider, session_id) DO UPDATE SET cwd = excluded.cwd, "
+                    "first_ts = excluded.first_ts WHERE excluded.first_ts < session_cwd.first_ts");
+                if (!cwd) return cwd.error();
+                (*cwd)->bind(1, sources::providerName(r.provider)).bind(2, r.sessionId).bind(3, r.cwd).bind(4, r.tsText);
+                if (auto st = (*cwd)->run(); !st) return st.error();
+            }
+            auto lm = db.cached("UPDATE projects SET last_modified = MAX(last_modified, ?2) WHERE id = ?1");
+            if (!lm) return lm.error();
+            (*lm)->bind(1, projectId).bind(2, static_cast<double>(f.seenMtimeNs) / 1e9);
+            if (auto st = (*lm)->run(); !st) return st.error();
+        }
+        auto cp = db.cached(
+            "INSERT INTO file_checkpoints (path, provider, rel_path, dev, ino, size, mtime_ns, offset, "
+            "head_hash, head_len, tail_hash, tail_len, parser_state, lines_skipped, updated_at_us) "
+            "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15) "
+            "ON CONFLICT (path) DO UPDATE SET provider = excluded.provider, rel_path = excluded.rel_path, "
+            "dev = excluded.dev, ino = excluded.ino, size = excluded.size, mtime_ns = excluded.mtime_ns, "
+            "offset = excluded.offset, head_hash = excluded.head_hash, head_len = excluded.head_len, "
+            "tail_hash = excluded.tail_hash, tail_len = excluded.tail_len, "
+            "parser_state = excluded.parser_state, lines_skipped = excluded.lines_skipped, "
+            "updated_at_us = excluded.updated_at_us");
+        if (!cp) return cp.error();
+        store::Statement& s = **cp;
+        s.bind(1, f.path).bind(2, sources::providerName(f.provider));
+        s.bind(3, std::to_string(f.rootIndex) + "/" + f.relPath);
+        s.bind(4, static_cast<std::int64_t>(f.seenDev)).bind(5, static_cast<std::int64_t>(f.seenIno));
+        s.bind(6, f.seenSize).bind(7, f.seenMtimeNs).bind(8, static_cast<std::int64_t>(p.offset));
+        s.bind(9, static_cast<std::int64_t>(p.headHash)).bind(10, static_cast<std::int64_t>(p.headLen));
+        s.bind(11, static_cast<std::int64_t>(p.tailHash)).bind(12, static_cast<std::int64_t>(p.tailLen));
+        s.bind(13, p.parserState).bind(14, p.linesSkipped).bind(15, clock_.now());
+        if (auto st = s.run(); !st) return st.error();
+    }
+    report.committedAt = clock_.now();
+    if (inStep)
+        if (auto st = inStep(db, report); !st) return st.error();
+    if (auto st = tx->commit(); !st) return st.error();
+
+    // Committed: now memory may move.
+    vanished_.clear();
+    for (auto& p : pending) {
+        FileEntry& f = *p.file;
+        if (p.parseFailed) {
+            f.failedSize = f.seenSize;
+            f.failedMtimeNs = f.seenMtimeNs;
+            f.dirty = false;
+            continue;
+        }
+        f.checkpointed = true;
+        f.dev = f.seenDev;
+        f.ino = f.seenIno;
+        f.size = f.seenSize;
+        f.mtimeNs = f.seenMtimeNs;
+        f.offset = p.offset;
+        f.headHash = p.headHash;
+        f.headLen = p.headLen;
+        f.tailHash = p.tailHash;
+        f.tailLen = p.tailLen;
+        f.parserState = std::move(p.parserState);
+        f.linesSkipped = p.linesSkipped;
+        f.readFromStart = false;
+        f.dirty = p.stillDirty;
+        more = more || p.stillDirty;
+    }
+    for (const auto& [path, f] : files_) {
+        (void)path;
+        if (f.dirty) more = true;
+    }
+    return report;
+}
+
+std::vector<status::SourceState> IngestEngine::sourcesState() const {
+    std::vector<status::SourceState> out;
+    for (const auto& pr : roots_) {
+        status::SourceState s;
+        s.provider = std::string(sources::providerName(pr.provider));
+        s.roots = pr.roots;
+        s.watching = "events";
+        for (const auto& [path, f] : files_) {
+            (void)path;
+            if (f.provider != pr.provider || !f.present) continue;
+            ++s.files;
+            s.bytesIngested += static_cast<std::int64_t>(f.offset);
+            if (f.seenSize > static_cast<std::int64_t>(f.offset) && (f.dirty || !f.geminiJson))
+                s.bytesPending += f.seenSize - static_cast<std::int64_t>(f.offset);
+            s.linesSkipped += f.linesSkipped;
+        }
+        if (auto it = bytesReadSinceStart_.find(pr.provider); it != bytesReadSinceStart_.end())
+            s.bytesReadSinceStart = it->second;
+        if (auto it = lastError_.find(pr.provider); it != lastError_.end() && !it->second.empty())
+            s.lastError = it->second;
+        out.push_back(std::move(s));
+    }
+    return out;
+}
+
+}  // namespace etld::daemon

@@ -1,0 +1,146 @@
+// Ingest: source files -> usage_events, every complete line exactly once.
+//
+// The engine lives on the writer thread and owns, in memory, one entry per
+// source file: its committed checkpoint (identity hints dev+ino, fingerprints
+// of the first bytes and of the bytes just before the offset, size and mtime
+// at the last read, the offset of the next unread line, the parser state) and
+// what the last stat saw. The loop thread only says which paths to look at.
+//
+// A cycle stats what it was asked to (every file under every scanned
+// directory for a full rescan), decides per file what to read, then reads,
+// parses and writes in steps of at most kStepBytes. Each step is ONE
+// transaction holding the events read from its bytes, the files' new
+// checkpoints (invariant 2) and the daemon's state snapshot; memory is
+// updated only after the commit, so a failed step is simply read again.
+//
+// Per file, on a change of (dev, ino, size, mtime):
+//   * size >= offset and both fingerprints match: read on from the offset
+//     (an append; also a device-number change after a reboot);
+//   * otherwise (truncated, replaced by rename, rewritten in place): read
+//     again from byte 0 with a fresh parser state. Re-read records have the
+//     same keys, so nothing is doubled; events no longer on disk stay.
+//   * Gemini `.json` sessions are parsed whole on every change; a file that
+//     does not parse (caught mid-write) is left as last read.
+// Only bytes up to the last '\n' are consumed; a line longer than
+// kMaxLineBytes is skipped (counted) without being held in memory.
+//
+// Identity and winners follow sources/identity.h, applied against the
+// store: a record whose key exists replaces the stored event only when it
+// wins and a stored field actually changes (a revision: DELETE + INSERT under
+// a fresh id; the retraction trigger records what the old row contributed);
+// a Claude non-sidechain record merges away the sidechain-only event of its
+// message (a merge: DELETE).
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <optional>
+#include <set>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "roots.h"
+#include "sources/pricing.h"
+#include "status/status.h"
+#include "store/sqlite.h"
+#include "util/time.h"
+
+namespace etld::daemon {
+
+// Bytes of source files read and written per transaction: bounds memory and
+// the time one step holds the writer, so status and sync stay prompt during
+// a first ingest of years of logs.
+constexpr std::uint64_t kStepBytes = 4ull * 1024 * 1024;
+// Fingerprint windows: enough to tell transcripts apart that share their
+// first line, small enough to read for every changed file.
+constexpr std::uint64_t kFingerprintBytes = 4096;
+
+struct CycleRequest {
+    bool fullRescan = false;
+    std::vector<std::string> paths;  // files or directories (absolute)
+};
+
+// What one committed step changed.
+struct StepReport {
+    std::int64_t eventsChanged = 0;  // inserted or revised
+    std::int64_t eventsMerged = 0;
+    UnixMicros committedAt = 0;
+};
+
+struct CycleReport {
+    std::int64_t eventsChanged = 0;
+    std::int64_t steps = 0;
+};
+
+class IngestEngine {
+public:
+    IngestEngine(std::vector<ProviderRoots> roots, const sources::PriceTable& prices,
+                 const Clock& clock);
+
+    // Writer thread, once: loads every checkpoint into memory.
+    Status load(store::Connection& db);
+
+    // Writer thread. Runs a whole cycle. `inStep` runs inside each step's
+    // transaction before its commit (the daemon records its snapshot there);
+    // `afterStep` after each commit.
+    Result<CycleReport> runCycle(store::Connection& db, const CycleRequest& request,
+                                 const std::function<Status(store::Connection&, const StepReport&)>& inStep,
+                                 const std::function<void(const StepReport&)>& afterStep);
+
+    // Writer thread: the sources block of the status (watching is the loop's).
+    std::vector<status::SourceState> sourcesState() const;
+    // Every directory scanned, as configured now (for the watcher).
+    std::vector<ScanDir> allScanDirs() const;
+
+private:
+    struct FileEntry {
+        std::string path;
+        sources::Provider provider = sources::Provider::Claude;
+        std::uint32_t rootIndex = 0;
+        std::string relPath;
+        bool geminiJson = false;
+        // Committed checkpoint.
+        bool checkpointed = false;
+        std::uint64_t dev = 0, ino = 0;
+        std::int64_t size = 0, mtimeNs = 0;
+        std::uint64_t offset = 0;
+        std::uint64_t headHash = 0, headLen = 0, tailHash = 0, tailLen = 0;
+        std::string parserState;
+        std::int64_t linesSkipped = 0;
+        // Last stat.
+        bool present = false;
+        std::uint64_t seenDev = 0, seenIno = 0;
+        std::int64_t seenSize = 0, seenMtimeNs = 0;
+        bool dirty = false;          // needs reading
+        bool readFromStart = false;  // decided at stat time
+        // A Gemini .json that did not parse: not retried until it changes.
+        std::int64_t failedSize = -1, failedMtimeNs = -1;
+    };
+
+    struct PendingFile;  // a step's planned checkpoint change
+
+    void statPath(const std::string& path, std::set<std::string>& seenFiles);
+    void walkDirectory(const ScanDir& dir, const std::string& path, std::set<std::string>& seen);
+    void considerFile(const ScanDir& dir, const std::string& path, std::set<std::string>& seen);
+    void planRead(FileEntry& f);
+    const ScanDir* scanDirFor(const std::string& path) const;
+    Result<StepReport> runStep(store::Connection& db,
+                               const std::function<Status(store::Connection&, const StepReport&)>& inStep,
+                               bool& more);
+
+    std::vector<ProviderRoots> roots_;
+    std::vector<ScanDir> scanDirs_;
+    const sources::PriceTable& prices_;
+    const Clock& clock_;
+    std::map<std::string, FileEntry> files_;  // by absolute path; ordered: deterministic steps
+    std::vector<std::string> vanished_;       // checkpoints to delete in the next step
+    std::unordered_map<std::string, std::int64_t> projectIds_;  // "provider\0slug" -> id
+    std::map<sources::Provider, std::int64_t> bytesReadSinceStart_;
+    std::map<sources::Provider, std::string> lastError_;
+};
+
+}  // namespace etld::daemon
