@@ -164,8 +164,53 @@ int runStatus(const GlobalOptions& g, const std::vector<std::string>& args) {
     return kExitOk;
 }
 
-int runPing(const GlobalOptions& g, const std::vector<std::string>& args) {
-    cxxopts::Options spec("etlctl ping", "is the daemon answering?");
+// sync: a barrier; prints the resulting status like `status` does.
+int runSync(const GlobalOptions& g, const std::vector<std::string>& args) {
+    cxxopts::Options spec("etlctl sync", "wait until every complete line on disk is in the store and the marts");
+    spec.add_options()
+        ("format", "text or json", cxxopts::value<std::string>()->default_value("text"))
+        ("quiet", "print nothing; only the exit code")
+        ("timeout", "milliseconds the daemon may take", cxxopts::value<int>()->default_value("30000"))
+        ("h,help", "this help");
+    auto parsed = parseVerbArgs(spec, args);
+    if (!parsed) return kExitBadArguments;
+    if (parsed->count("help")) {
+        std::fputs(spec.help().c_str(), stdout);
+        return kExitOk;
+    }
+    const std::string format = (*parsed)["format"].as<std::string>();
+    const int timeoutMs = (*parsed)["timeout"].as<int>();
+    if ((format != "text" && format != "json") || timeoutMs <= 0) {
+        std::fprintf(stderr, "etlctl: --format must be text or json and --timeout positive\n");
+        return kExitBadArguments;
+    }
+    Client client;
+    ClientError err;
+    protocol::Response reply;
+    rapidjson::Document params(rapidjson::kObjectType);
+    params.AddMember("timeout_ms", timeoutMs, params.GetAllocator());
+    // The socket deadline leaves the daemon time to answer `unavailable` itself.
+    if (!Client::connect(g.socketPath, timeoutMs + kDefaultTimeoutMs, client, err) ||
+        !client.call("sync", &params, reply, err)) {
+        std::fprintf(stderr, "etlctl: %s\n", err.message.c_str());
+        return kExitFailed;
+    }
+    if (!reply.ok) {
+        std::fprintf(stderr, "etlctl: sync failed: %s: %s\n", reply.errorCode.c_str(),
+                     reply.errorMessage.c_str());
+        return kExitFailed;
+    }
+    if (parsed->count("quiet")) return kExitOk;
+    const std::string out = format == "json" ? status::renderJsonSorted(reply.result)
+                                             : status::renderText(reply.result, colorWanted());
+    std::fwrite(out.data(), 1, out.size(), stdout);
+    return kExitOk;
+}
+
+// A verb that sends one method without params and reports success.
+int runSimple(const GlobalOptions& g, const std::vector<std::string>& args, const char* method,
+              const char* done) {
+    cxxopts::Options spec(std::string("etlctl ") + method, "");
     spec.add_options()
         ("timeout", "milliseconds to wait", cxxopts::value<int>()->default_value(std::to_string(kDefaultTimeoutMs)))
         ("h,help", "this help");
@@ -179,7 +224,7 @@ int runPing(const GlobalOptions& g, const std::vector<std::string>& args) {
     ClientError err;
     protocol::Response reply;
     if (!Client::connect(g.socketPath, (*parsed)["timeout"].as<int>(), client, err) ||
-        !client.call("ping", nullptr, reply, err)) {
+        !client.call(method, nullptr, reply, err)) {
         std::fprintf(stderr, "etlctl: %s\n", err.message.c_str());
         return kExitFailed;
     }
@@ -187,8 +232,16 @@ int runPing(const GlobalOptions& g, const std::vector<std::string>& args) {
         std::fprintf(stderr, "etlctl: %s: %s\n", reply.errorCode.c_str(), reply.errorMessage.c_str());
         return kExitFailed;
     }
-    std::printf("pong\n");
+    std::printf("%s\n", done);
     return kExitOk;
+}
+
+int runPing(const GlobalOptions& g, const std::vector<std::string>& args) {
+    return runSimple(g, args, "ping", "pong");
+}
+
+int runRefresh(const GlobalOptions& g, const std::vector<std::string>& args) {
+    return runSimple(g, args, "refresh", "refresh scheduled");
 }
 
 }  // namespace
@@ -197,6 +250,8 @@ const std::vector<Verb>& verbs() {
     static const std::vector<Verb> table = {
         {"status", "the pipeline's health, from the daemon or the store", &runStatus},
         {"ping", "check that the daemon answers", &runPing},
+        {"sync", "wait until the store and marts hold every complete line on disk", &runSync},
+        {"refresh", "schedule a full rescan and cycle; answers at once", &runRefresh},
     };
     return table;
 }
