@@ -1,1 +1,64 @@
-// placeholder
+#include "sources/json_util.h"
+
+#include <cmath>
+#include <limits>
+
+namespace etld::sources::json {
+
+bool parse(rapidjson::Document& doc, std::string_view text) {
+    doc.Parse<kParseFlags>(text.data(), text.size());
+    return !doc.HasParseError();
+}
+
+const rapidjson::Value* member(const rapidjson::Value& v, std::string_view name) {
+    if (!v.IsObject()) return nullptr;
+    const auto it = v.FindMember(rapidjson::Value(rapidjson::StringRef(name.data(), name.size())));
+    return it == v.MemberEnd() ? nullptr : &it->value;
+}
+
+const rapidjson::Value* objectMember(const rapidjson::Value& v, std::string_view name) {
+    const rapidjson::Value* m = member(v, name);
+    return m != nullptr && m->IsObject() ? m : nullptr;
+}
+
+std::optional<std::string_view> stringMember(const rapidjson::Value& v, std::string_view name) {
+    const rapidjson::Value* m = member(v, name);
+    if (m == nullptr || !m->IsString()) return std::nullopt;
+    return view(*m);
+}
+
+std::optional<std::string_view> nonEmptyString(const rapidjson::Value& v, std::string_view name) {
+    auto s = stringMember(v, name);
+    if (!s || s->empty()) return std::nullopt;
+    return s;
+}
+
+CountRead readCount(const rapidjson::Value* v, std::int64_t& out) {
+    if (v == nullptr) return CountRead::Absent;
+    if (v->IsNull()) return CountRead::Null;
+    if (v->IsUint64()) {
+        const std::uint64_t u = v->GetUint64();
+        if (u > static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max()))
+            return CountRead::Invalid;
+        out = static_cast<std::int64_t>(u);
+        return CountRead::Ok;
+    }
+    if (v->IsInt64()) return CountRead::Invalid;  // negative
+    if (v->IsDouble()) {
+        // 2^63: the first double above every int64.
+        constexpr double kInt64Limit = 9223372036854775808.0;
+        const double d = v->GetDouble();
+        if (!(d >= 0.0) || d >= kInt64Limit || std::floor(d) != d) return CountRead::Invalid;
+        out = static_cast<std::int64_t>(d);
+        return CountRead::Ok;
+    }
+    return CountRead::Invalid;
+}
+
+Error stateError(std::string_view provider) {
+    return Error{"bad_parser_state",
+                 "saved " + std::string(provider) + " parser state is not valid JSON of its shape",
+                 0};
+}
+
+}  // namespace etld::sources::json
