@@ -175,18 +175,34 @@ Status updateBookkeeping(store::Connection& db, std::int64_t id, const UsageReco
     return s.run();
 }
 
-// Claude rule 3: is there a non-sidechain event this sidechain record belongs to?
+// Claude rule 3: is there a non-sidechain record this sidechain record
+// belongs to — one with its rule-2 key, or one of its session with its
+// message.id (in whichever event that record ended up)?
 Result<bool> sidechainHasOwner(store::Connection& db, const UsageRecord& r) {
-    auto stmt = db.cached(
-        "SELECT 1 FROM usage_events WHERE message_id = ?1 AND is_sidechain = 0 "
-        "AND (session_id = ?2 OR (?3 <> '' AND request_id = ?3)) LIMIT 1");
-    if (!stmt) return stmt.error();
-    store::Statement& s = **stmt;
-    s.bind(1, r.messageId).bind(2, r.sessionId).bind(3, r.requestId);
-    auto row = s.step();
+    auto bySession = db.cached(
+        "SELECT 1 FROM claude_message_sessions WHERE message_id = ?1 AND session_id = ?2");
+    if (!bySession) return bySession.error();
+    (*bySession)->bind(1, r.messageId).bind(2, r.sessionId);
+    auto row = (*bySession)->step();
     if (!row) return row.error();
-    s.reset();
-    return *row;
+    (*bySession)->reset();
+    if (*row || r.requestId.empty()) return *row;
+    auto byKey = db.cached("SELECT 1 FROM usage_events WHERE event_key = ?1 AND is_sidechain = 0");
+    if (!byKey) return byKey.error();
+    (*byKey)->bind(1, sources::claudeMessageKey(r.messageId, r.requestId));
+    auto keyRow = (*byKey)->step();
+    if (!keyRow) return keyRow.error();
+    (*byKey)->reset();
+    return *keyRow;
+}
+
+Status rememberMessageSession(store::Connection& db, const UsageRecord& r) {
+    auto stmt = db.cached(
+        "INSERT INTO claude_message_sessions (message_id, session_id) VALUES (?1, ?2) "
+        "ON CONFLICT DO NOTHING");
+    if (!stmt) return stmt.error();
+    (*stmt)->bind(1, r.messageId).bind(2, r.sessionId);
+    return (*stmt)->run();
 }
 
 // Claude rule 3, the other way: sidechain-only events a non-sidechain record
@@ -249,6 +265,7 @@ Result<ApplyOutcome> applyRecord(store::Connection& db, const UsageRecord& r, st
         }
     }
     if (claudeWithId && !r.isSidechain) {
+        if (auto st = rememberMessageSession(db, r); !st) return st.error();
         auto merged = mergeSidechains(db, r, key);
         if (!merged) return merged.error();
         out.merged = *merged;

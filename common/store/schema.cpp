@@ -238,6 +238,8 @@ CREATE INDEX idx_jobs_completed ON backfill_jobs(completed_at_us);
 //                      they had absorbed that id.
 //   session_cwd        the working directory of a session's earliest record
 //                      that names one (session_mart.cwd).
+//   claude_message_sessions  (message.id, session) of every non-sidechain
+//                      Claude record: what a sidechain replay may belong to.
 constexpr const char* kMigration2 = R"sql(
 ALTER TABLE usage_events ADD COLUMN source_path TEXT NOT NULL DEFAULT '';
 ALTER TABLE usage_events ADD COLUMN source_offset INTEGER NOT NULL DEFAULT 0;
@@ -298,6 +300,15 @@ END;
 
 ALTER TABLE mart_watermark ADD COLUMN last_retraction_seq INTEGER NOT NULL DEFAULT 0;
 
+-- Claude rule 3: every session in which a non-sidechain record of a message
+-- appears (Claude Code copies responses between transcripts, so the stored
+-- winner's session is not the only one a sidechain replay can belong to).
+CREATE TABLE claude_message_sessions (
+  message_id TEXT NOT NULL,
+  session_id TEXT NOT NULL,
+  PRIMARY KEY (message_id, session_id)
+) WITHOUT ROWID;
+
 CREATE TABLE session_cwd (
   provider   TEXT NOT NULL,
   session_id TEXT NOT NULL,
@@ -305,6 +316,125 @@ CREATE TABLE session_cwd (
   first_ts   TEXT NOT NULL,
   PRIMARY KEY (provider, session_id)
 ) WITHOUT ROWID;
+)sql";
+
+// Migration 3: the marts refresh engine (store/marts.cpp). Self-contained: it
+// empties the marts and their watermarks (derived data; the first refresh
+// absorbs every event again), adds to each mart its cost as an exact 128-bit
+// integer of 2^-80 USD, and creates the helper tables of counted members —
+// one row per (mart key, member) while the mart holds events with that
+// member, `events` of them — and the triggers that keep the columns that do
+// not come from events (session cwd, project names) in step with their
+// tables. Layouts and rules: docs/schema.md, "Marts and their helper tables".
+constexpr const char* kMigration3 = R"sql(
+DELETE FROM daily_mart;
+DELETE FROM session_mart;
+DELETE FROM project_mart;
+DELETE FROM provider_day_mart;
+DELETE FROM model_day_mart;
+DELETE FROM mart_watermark;
+
+ALTER TABLE daily_mart ADD COLUMN cost_exact_hi INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE daily_mart ADD COLUMN cost_exact_lo INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE session_mart ADD COLUMN cost_exact_hi INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE session_mart ADD COLUMN cost_exact_lo INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE project_mart ADD COLUMN cost_exact_hi INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE project_mart ADD COLUMN cost_exact_lo INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE provider_day_mart ADD COLUMN cost_exact_hi INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE provider_day_mart ADD COLUMN cost_exact_lo INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE model_day_mart ADD COLUMN cost_exact_hi INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE model_day_mart ADD COLUMN cost_exact_lo INTEGER NOT NULL DEFAULT 0;
+
+CREATE TABLE daily_mart_sessions (
+  day        TEXT NOT NULL,
+  project_id INTEGER NOT NULL,
+  provider   TEXT NOT NULL,
+  model      TEXT NOT NULL,
+  speed      TEXT NOT NULL,
+  session_id TEXT NOT NULL,
+  events     INTEGER NOT NULL,
+  PRIMARY KEY (day, project_id, provider, model, speed, session_id)
+) WITHOUT ROWID;
+
+CREATE TABLE session_mart_models (
+  provider   TEXT NOT NULL,
+  session_id TEXT NOT NULL,
+  model      TEXT NOT NULL,
+  events     INTEGER NOT NULL,
+  PRIMARY KEY (provider, session_id, model)
+) WITHOUT ROWID;
+CREATE INDEX session_mart_models_rank
+  ON session_mart_models (provider, session_id, events DESC, model);
+
+CREATE TABLE session_mart_ts (
+  provider   TEXT NOT NULL,
+  session_id TEXT NOT NULL,
+  ts         TEXT NOT NULL,
+  project_id INTEGER NOT NULL,
+  events     INTEGER NOT NULL,
+  PRIMARY KEY (provider, session_id, ts, project_id)
+) WITHOUT ROWID;
+
+CREATE TABLE project_mart_sessions (
+  project_id INTEGER NOT NULL,
+  provider   TEXT NOT NULL,
+  session_id TEXT NOT NULL,
+  events     INTEGER NOT NULL,
+  PRIMARY KEY (project_id, provider, session_id)
+) WITHOUT ROWID;
+
+CREATE TABLE project_mart_ts (
+  project_id INTEGER NOT NULL,
+  ts         TEXT NOT NULL,
+  events     INTEGER NOT NULL,
+  PRIMARY KEY (project_id, ts)
+) WITHOUT ROWID;
+
+CREATE TABLE provider_day_mart_sessions (
+  day        TEXT NOT NULL,
+  provider   TEXT NOT NULL,
+  session_id TEXT NOT NULL,
+  events     INTEGER NOT NULL,
+  PRIMARY KEY (day, provider, session_id)
+) WITHOUT ROWID;
+
+CREATE TABLE provider_day_mart_projects (
+  day        TEXT NOT NULL,
+  provider   TEXT NOT NULL,
+  project_id INTEGER NOT NULL,
+  events     INTEGER NOT NULL,
+  PRIMARY KEY (day, provider, project_id)
+) WITHOUT ROWID;
+
+CREATE TABLE model_day_mart_sessions (
+  day        TEXT NOT NULL,
+  model      TEXT NOT NULL,
+  speed      TEXT NOT NULL,
+  provider   TEXT NOT NULL,
+  session_id TEXT NOT NULL,
+  events     INTEGER NOT NULL,
+  PRIMARY KEY (day, model, speed, provider, session_id)
+) WITHOUT ROWID;
+
+CREATE TRIGGER session_cwd_mart_insert AFTER INSERT ON session_cwd BEGIN
+  UPDATE session_mart SET cwd = NEW.cwd
+    WHERE provider = NEW.provider AND session_id = NEW.session_id;
+END;
+CREATE TRIGGER session_cwd_mart_update AFTER UPDATE ON session_cwd BEGIN
+  UPDATE session_mart SET cwd = NULL
+    WHERE provider = OLD.provider AND session_id = OLD.session_id;
+  UPDATE session_mart SET cwd = NEW.cwd
+    WHERE provider = NEW.provider AND session_id = NEW.session_id;
+END;
+CREATE TRIGGER session_cwd_mart_delete AFTER DELETE ON session_cwd BEGIN
+  UPDATE session_mart SET cwd = NULL
+    WHERE provider = OLD.provider AND session_id = OLD.session_id;
+END;
+CREATE TRIGGER projects_mart_update AFTER UPDATE OF provider, slug, display_name ON projects
+BEGIN
+  UPDATE project_mart SET provider = NEW.provider, slug = NEW.slug,
+    display_name = NEW.display_name WHERE project_id = NEW.id;
+END;
 )sql";
 
 // Row-count triggers for the five marts, one pair per table.
@@ -326,6 +456,7 @@ const std::vector<std::string>& migrations() {
     static const std::vector<std::string> all = {
         std::string(kMigration1) + martCountTriggers(),
         kMigration2,
+        kMigration3,
     };
     return all;
 }

@@ -1,0 +1,321 @@
+// The ingest engine against a real store and real files: every file event,
+// each also while the daemon is "stopped" (a new engine loading the
+// checkpoints), Claude streaming and sidechain merges, and bad input.
+// A cycle runs synchronously here; the daemon runs the same call on its
+// writer thread.
+#include <doctest/doctest.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <fstream>
+#include <memory>
+#include <string>
+
+#include "ingest.h"
+#include "store/store.h"
+#include "support.h"
+
+using namespace etld;
+using namespace etld::daemon;
+using etld::test::TempDir;
+
+namespace {
+
+std::string claudeLine(const std::string& msgId, const std::string& reqId, int in, int out,
+                       const std::string& ts = "2026-01-01T10:00:00.000Z",
+                       const std::string& session = "s1", bool sidechain = false) {
+    std::string line = R"({"type":"assistant","sessionId":")" + session + R"(",)";
+    if (!reqId.empty()) line += R"("requestId":")" + reqId + R"(",)";
+    if (sidechain) line += R"("isSidechain":true,)";
+    line += R"("timestamp":")" + ts + R"(","version":"1.0.0","cwd":"/p1","message":{"id":")" +
+            msgId + R"(","model":"claude-sonnet-4-20250514","usage":{"input_tokens":)" +
+            std::to_string(in) + R"(,"output_tokens":)" + std::to_string(out) + "}}}\n";
+    return line;
+}
+
+void append(const std::string& path, const std::string& bytes) {
+    std::ofstream f(path, std::ios::app | std::ios::binary);
+    f << bytes;
+}
+
+void overwrite(const std::string& path, const std::string& bytes) {
+    std::ofstream f(path, std::ios::trunc | std::ios::binary);
+    f << bytes;
+}
+
+// A store and an engine over <dir>/claude, <dir>/codex, <dir>/gemini.
+struct Fixture {
+    TempDir dir;
+    std::string projects = dir.file("claude/projects/-p1");
+    std::string file = projects + "/a.jsonl";
+    ManualClock clock{1'700'000'000'000'000};
+    sources::PriceTable prices = sources::PriceTable::fromEmbedded().value();
+    store::Connection db = store::openWriter(dir.file("etl.db")).value();
+    std::unique_ptr<IngestEngine> engine;
+
+    Fixture() {
+        makeDirectories(projects, 0755);
+        restart();
+    }
+    std::vector<ProviderRoots> roots() const {
+        return {{sources::Provider::Claude, {dir.file("claude")}},
+                {sources::Provider::Codex, {dir.file("codex")}},
+                {sources::Provider::Gemini, {dir.file("gemini")}}};
+    }
+    // A daemon restart: a fresh engine that knows only the store.
+    void restart() {
+        engine = std::make_unique<IngestEngine>(roots(), prices, clock);
+        REQUIRE(engine->load(db).ok());
+    }
+    CycleReport cycle(bool full = true, std::vector<std::string> paths = {}) {
+        CycleRequest req;
+        req.fullRescan = full;
+        req.paths = std::move(paths);
+        auto r = engine->runCycle(db, req, {}, {});
+        REQUIRE_MESSAGE(r.ok(), (r.ok() ? "" : r.error().message));
+        return *r;
+    }
+    std::int64_t count(const std::string& where = "1") {
+        return db.queryInt("SELECT COUNT(*) FROM usage_events WHERE " + where).value();
+    }
+    std::int64_t sum(const std::string& col) {
+        return db.queryInt("SELECT COALESCE(SUM(" + col + "), 0) FROM usage_events").value();
+    }
+    std::int64_t maxId() { return db.queryInt("SELECT COALESCE(MAX(id), 0) FROM usage_events").value(); }
+    status::SourceState claude() { return engine->sourcesState().at(0); }
+};
+
+}  // namespace
+
+TEST_CASE("append: new lines are read once, from the checkpoint") {
+    Fixture f;
+    append(f.file, claudeLine("m1", "r1", 10, 5));
+    f.cycle();
+    CHECK(f.count() == 1);
+    append(f.file, claudeLine("m2", "r2", 20, 5));
+    const auto before = f.claude().bytesReadSinceStart;
+    f.cycle(false, {f.file});
+    CHECK(f.count() == 2);
+    CHECK(f.sum("input_tokens") == 30);
+    // Only the new line plus the two fingerprint windows were read.
+    CHECK(f.claude().bytesReadSinceStart - before < 3 * static_cast<std::int64_t>(claudeLine("m2", "r2", 20, 5).size()) + 8192);
+    CHECK(f.claude().bytesPending == 0);
+}
+
+TEST_CASE("a partial last line waits for its newline") {
+    Fixture f;
+    const std::string line = claudeLine("m1", "r1", 10, 5);
+    append(f.file, line.substr(0, 40));
+    f.cycle();
+    CHECK(f.count() == 0);
+    CHECK(f.claude().bytesPending == 40);
+    append(f.file, line.substr(40));
+    f.cycle(false, {f.file});
+    CHECK(f.count() == 1);
+    CHECK(f.claude().bytesPending == 0);
+}
+
+TEST_CASE("a streamed response arriving in separate cycles is revised in place") {
+    Fixture f;
+    append(f.file, claudeLine("m1", "r1", 10, 1));
+    f.cycle();
+    const auto firstId = f.maxId();
+    append(f.file, claudeLine("m1", "r1", 10, 50));
+    f.cycle(false, {f.file});
+    CHECK(f.count() == 1);
+    CHECK(f.sum("output_tokens") == 50);
+    CHECK(f.maxId() > firstId);  // a revision gets a new id, so marts re-absorb it
+    CHECK(f.db.queryInt("SELECT COUNT(*) FROM event_retractions WHERE old_event_id = " +
+                        std::to_string(firstId)).value() == 1);
+    // A lighter chunk read later changes nothing.
+    append(f.file, claudeLine("m1", "r1", 10, 2));
+    const auto idAfter = f.maxId();
+    f.cycle(false, {f.file});
+    CHECK(f.maxId() == idAfter);
+    CHECK(f.sum("output_tokens") == 50);
+}
+
+TEST_CASE("truncate: stored events stay, new content is read from the start") {
+    Fixture f;
+    append(f.file, claudeLine("m1", "r1", 10, 5) + claudeLine("m2", "r2", 10, 5));
+    f.cycle();
+    CHECK(f.count() == 2);
+    overwrite(f.file, claudeLine("m3", "r3", 7, 1));
+    f.cycle(false, {f.file});
+    CHECK(f.count() == 3);  // history stays (invariant 6)
+    CHECK(f.sum("input_tokens") == 27);
+}
+
+TEST_CASE("replace by rename: a new file under the old name is read from byte 0, nothing doubled") {
+    Fixture f;
+    append(f.file, claudeLine("m1", "r1", 10, 5));
+    f.cycle();
+    const std::string tmp = f.projects + "/a.tmp";
+    append(tmp, claudeLine("m1", "r1", 10, 5) + claudeLine("m2", "r2", 1, 1));
+    REQUIRE(::rename(tmp.c_str(), f.file.c_str()) == 0);
+    f.cycle(false, {f.file});
+    CHECK(f.count() == 2);
+    CHECK(f.sum("input_tokens") == 11);
+}
+
+TEST_CASE("rewrite in place with the same size: fingerprints catch it") {
+    Fixture f;
+    append(f.file, claudeLine("m1", "r1", 10, 5));
+    f.cycle();
+    overwrite(f.file, claudeLine("m1", "r1", 10, 6));  // same length, another count
+    struct timespec times[2] = {{0, UTIME_NOW}, {2'000'000'000, 0}};
+    ::utimensat(AT_FDCWD, f.file.c_str(), times, 0);  // a different mtime
+    f.cycle(false, {f.file});
+    CHECK(f.count() == 1);
+    CHECK(f.sum("output_tokens") == 6);
+}
+
+TEST_CASE("delete: events stay, the checkpoint goes") {
+    Fixture f;
+    append(f.file, claudeLine("m1", "r1", 10, 5));
+    f.cycle();
+    REQUIRE(::unlink(f.file.c_str()) == 0);
+    f.cycle();
+    CHECK(f.count() == 1);
+    CHECK(f.db.queryInt("SELECT COUNT(*) FROM file_checkpoints").value() == 0);
+    CHECK(f.claude().files == 0);
+}
+
+TEST_CASE("a root created after start-up is picked up by the next rescan") {
+    Fixture f;
+    f.cycle();
+    CHECK(f.count() == 0);
+    const std::string codex = f.dir.file("codex/sessions/2026/01/02");
+    makeDirectories(codex, 0755);
+    append(codex + "/rollout-x.jsonl",
+           R"({"timestamp":"2026-01-02T00:00:00.000Z","type":"session_meta","payload":{"id":"c1","cwd":"/w"}})" "\n"
+           R"({"timestamp":"2026-01-02T00:00:01.000Z","type":"turn_context","payload":{"model":"gpt-5"}})" "\n"
+           R"({"timestamp":"2026-01-02T00:00:02.000Z","type":"event_msg","payload":{"type":"token_count","info":{"last_token_usage":{"input_tokens":100,"cached_input_tokens":20,"output_tokens":10,"reasoning_output_tokens":0,"total_tokens":110}}}})" "\n");
+    f.cycle();
+    CHECK(f.count("provider = 'codex'") == 1);
+    CHECK(f.sum("cache_read_tokens") == 20);
+}
+
+TEST_CASE("while stopped: append, truncate, replace and delete are all seen at restart") {
+    Fixture f;
+    const std::string other = f.projects + "/b.jsonl";
+    const std::string gone = f.projects + "/c.jsonl";
+    append(f.file, claudeLine("m1", "r1", 1, 1));
+    append(other, claudeLine("m2", "r2", 1, 1) + claudeLine("m3", "r3", 1, 1));
+    append(gone, claudeLine("m4", "r4", 1, 1));
+    f.cycle();
+    CHECK(f.count() == 4);
+
+    append(f.file, claudeLine("m5", "r5", 1, 1));        // appended while down
+    overwrite(other, claudeLine("m6", "r6", 1, 1));      // truncated while down
+    REQUIRE(::unlink(gone.c_str()) == 0);                // deleted while down
+    f.restart();
+    f.cycle();
+    CHECK(f.count() == 6);
+    CHECK(f.db.queryInt("SELECT COUNT(*) FROM file_checkpoints").value() == 2);
+}
+
+TEST_CASE("a restart reads no file contents when nothing changed") {
+    Fixture f;
+    for (int i = 0; i < 20; ++i)
+        append(f.projects + "/f" + std::to_string(i) + ".jsonl", claudeLine("m" + std::to_string(i), "r", 1, 1));
+    f.cycle();
+    f.restart();
+    f.cycle();
+    CHECK(f.claude().files == 20);
+    CHECK(f.claude().bytesReadSinceStart == 0);
+}
+
+TEST_CASE("a sidechain replay read before its main response ends merged") {
+    Fixture f;
+    const std::string side = f.projects + "/s1/subagents/agent-1.jsonl";
+    makeDirectories(f.projects + "/s1/subagents", 0755);
+    append(side, claudeLine("m1", "r1", 10, 5, "2026-01-01T10:00:00.000Z", "s1", true));
+    f.cycle();
+    CHECK(f.count() == 1);
+    CHECK(f.count("is_sidechain = 1") == 1);
+    f.restart();  // the main file is written after a restart
+    append(f.file, claudeLine("m1", "r1", 10, 5));
+    f.cycle();
+    CHECK(f.count() == 1);
+    CHECK(f.count("is_sidechain = 0") == 1);
+    // Reading the replay again adds nothing.
+    append(side, claudeLine("m1", "r1", 10, 9, "2026-01-01T10:00:01.000Z", "s1", true));
+    f.cycle();
+    CHECK(f.count() == 1);
+    CHECK(f.sum("output_tokens") == 5);
+}
+
+TEST_CASE("bad input is skipped, counted, and loses nothing around it") {
+    Fixture f;
+    std::string bytes = claudeLine("m1", "r1", 1, 1);
+    bytes += "{not json\n";
+    bytes += "\xff\xfe\xfd invalid utf-8 \xc3\x28\n";
+    bytes += claudeLine("m2", "r2", 1, 1);
+    append(f.file, bytes);
+    append(f.projects + "/binary.jsonl", std::string("\x00\x01\x02\x03\n\x00\xff\n", 8));
+    f.cycle();
+    CHECK(f.count() == 2);
+    CHECK(f.claude().linesSkipped >= 3);
+}
+
+TEST_CASE("a line over 16 MiB is skipped without stopping the file") {
+    Fixture f;
+    std::string huge = R"({"type":"user","pad":")" + std::string(17u << 20, 'x') + "\"}\n";
+    append(f.file, claudeLine("m1", "r1", 1, 1) + huge + claudeLine("m2", "r2", 1, 1));
+    f.cycle();
+    CHECK(f.count() == 2);
+    CHECK(f.claude().linesSkipped == 1);
+    CHECK(f.claude().bytesPending == 0);
+}
+
+TEST_CASE("a first ingest is written in bounded steps") {
+    Fixture f;
+    std::string bytes;
+    int n = 0;
+    while (bytes.size() < 3 * kStepBytes) bytes += claudeLine("m" + std::to_string(n), "r", 1, 1), ++n;
+    append(f.file, bytes);
+    auto report = f.cycle();
+    CHECK(report.steps >= 3);
+    CHECK(f.count() == n);
+}
+
+TEST_CASE("a gemini .json rewrite revises only what changed; a mid-write file is left as read") {
+    Fixture f;
+    const std::string dir = f.dir.file("gemini/abc/chats");
+    makeDirectories(dir, 0755);
+    auto session = [](int out2) {
+        return R"({"sessionId":"g1","startTime":"2026-01-03T00:00:00.000Z","messages":[)"
+               R"({"id":"a","type":"gemini","timestamp":"2026-01-03T00:00:01.000Z","model":"gemini-2.5-pro","tokens":{"input":10,"output":1,"cached":0,"thoughts":0,"tool":0,"total":11}},)"
+               R"({"id":"b","type":"gemini","timestamp":"2026-01-03T00:00:02.000Z","model":"gemini-2.5-pro","tokens":{"input":10,"output":)" +
+               std::to_string(out2) + R"(,"cached":0,"thoughts":0,"tool":0,"total":99}}]})";
+    };
+    overwrite(dir + "/session-1.json", session(2));
+    f.cycle();
+    CHECK(f.count("provider = 'gemini'") == 2);
+    const auto idA = f.db.queryInt("SELECT id FROM usage_events WHERE provider = 'gemini' ORDER BY ts LIMIT 1").value();
+    overwrite(dir + "/session-1.json", session(30));
+    f.cycle();
+    CHECK(f.count("provider = 'gemini'") == 2);
+    CHECK(f.db.queryInt("SELECT id FROM usage_events WHERE provider = 'gemini' ORDER BY ts LIMIT 1").value() == idA);
+    CHECK(f.db.queryInt("SELECT SUM(output_tokens) FROM usage_events WHERE provider = 'gemini'").value() == 31);
+    overwrite(dir + "/session-1.json", session(30).substr(0, 50));  // caught mid-write
+    f.cycle();
+    CHECK(f.db.queryInt("SELECT SUM(output_tokens) FROM usage_events WHERE provider = 'gemini'").value() == 31);
+}
+
+TEST_CASE("a failed step moves no checkpoint, and the bytes are read again") {
+    Fixture f;
+    append(f.file, claudeLine("m1", "r1", 10, 5));
+    CycleRequest req;
+    req.fullRescan = true;
+    auto failing = f.engine->runCycle(f.db, req,
+        [](store::Connection&, const StepReport&) -> Status { return Error{"store_full", "disk full"}; }, {});
+    CHECK_FALSE(failing.ok());
+    CHECK(f.count() == 0);
+    CHECK(f.db.queryInt("SELECT COUNT(*) FROM file_checkpoints").value() == 0);
+    f.cycle();
+    CHECK(f.count() == 1);
+}
