@@ -1,0 +1,995 @@
+// Incremental marts.
+//
+// Each mart is a function of the multiset of events in usage_events. The
+// store keeps, per mart, two watermarks in mart_watermark: `last_event_id`
+// W (the mart has added every event with id <= W that existed when it read
+// past that id) and `last_retraction_seq` R (it has considered every
+// retraction with seq <= R). Ingest never changes an event in place: a
+// revision or a merge DELETEs the row, and a trigger records in the same
+// statement a retraction carrying the old row's values; a revision then
+// INSERTs the new values under a fresh id, above every id ever assigned.
+//
+// One refresh step, per mart, inside one transaction:
+//
+//   1. Retractions with seq > R, in seq order. One whose old id <= W is
+//      subtracted: the mart read past that id while the row existed (ids
+//      only grow, and the row's retraction did not exist yet, see 2). One
+//      whose old id > W is consumed and skipped: that row is gone, so the
+//      mart will never read it either.
+//   2. Only if step 1 reached the last retraction: events with id > W, in
+//      id order, are added. Reading past an id only once every retraction
+//      visible in the transaction has been consumed is what makes the test
+//      of step 1 sound: an event deleted before the mart read past its id
+//      left a retraction, and that retraction was consumed, skipped, while
+//      W was still below the id.
+//   3. W, R and last_refresh_ts are written, and retractions every mart has
+//      consumed are pruned; the caller commits. Rows and watermarks move
+//      together or not at all (invariant 5); nothing is kept in memory
+//      between steps.
+//
+// Steps 1 and 2 share one budget of rows (`maxEvents`). Marts whose
+// watermarks are equal (always, unless something else moved one) share one
+// pass over the rows.
+//
+// Deltas. The rows read are folded in memory into net deltas per mart key
+// and per helper member, so an event and its revision inside one step
+// cancel before touching the disk; then each touched key is written once:
+// read, add, write back, or DELETE when its message count reaches 0.
+//
+// Helper tables (migration 3) hold counted members of a mart key: rows
+// (key, member, events) for a session, a project, a model or a timestamp,
+// present exactly while events > 0. Hence:
+//   * a distinct count moves by +1 when a member row appears and by -1 when
+//     it goes (session_count, project_count, total_sessions);
+//   * first_ts / last_ts are the first and last rows of a (key, ts) range of
+//     a primary key: one index seek each;
+//   * primary_model is the first row of an index on (session, events DESC,
+//     model): the model with most events, the smallest name on a tie.
+// Nothing reads all events of a day, project or session: a step touching k
+// rows costs O(k) B-tree seeks, O(k log n), whatever the store's size.
+//
+// Money. Each mart row also keeps its cost exactly, as a 128-bit two's
+// complement integer of 2^-80 USD (cost_exact_hi * 2^64 + cost_exact_lo,
+// the low 64 bits stored in a signed column); cost_usd is that integer
+// converted. A float sum that adds and takes back drifts (1000 + 1e-7 - 1000
+// is 1e-7 +- 1e-13, far outside 1e-9 relative); integers do not, and a
+// retraction subtracts exactly what its event added (the same double gives
+// the same integer). Every double of at least 2^-28 USD converts exactly;
+// smaller ones round at 2^-81 USD, 1e-12 relative for a millionth of a cent.
+//
+// Columns that do not come from events: session_mart.cwd follows
+// session_cwd, and project_mart's provider/slug/display_name follow
+// projects, through triggers (migration 3) as well as at every write of the
+// row, so they are right without waiting for a refresh.
+//
+// Where store.md is silent: a session is (provider, session_id) everywhere,
+// also in the distinct counts of model_day_mart and project_mart, as in
+// session_mart's fixed key; session_mart.project_id is the project of the
+// session's earliest event (smallest ts, then smallest project_id).
+#include "store/marts.h"
+
+#include <algorithm>
+#include <array>
+#include <bit>
+#include <cmath>
+#include <initializer_list>
+#include <limits>
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <tuple>
+
+namespace etld::store {
+namespace {
+
+// Rows per step of a rebuild: bounds the memory of one step's deltas (a few
+// hundred bytes per row read) while keeping the per-step overhead (about
+// forty statements) negligible.
+constexpr std::int64_t kRebuildStepRows = 20000;
+
+enum Mart : size_t { kDaily, kSession, kProject, kProviderDay, kModelDay, kMartCount };
+// The names of mart_watermark and mart_row_counts (status keys).
+constexpr std::array<const char*, kMartCount> kMartNames = {"daily", "session", "project",
+                                                            "provider_day", "model_day"};
+using MartSet = std::array<bool, kMartCount>;
+
+Error inconsistent(std::string_view what) {
+    return Error{"mart_inconsistent", "mart state does not match its events (" + std::string(what) +
+                                          "); rebuild the marts"};
+}
+
+// ---------------------------------------------------------------------------
+// Exact money: 2^-80 USD per unit, 128 bits as (hi, lo).
+
+// Units of 2^-16 USD in `hi`; values past 2^62 of them (7e13 USD) saturate.
+constexpr double kHiUnitsPerUsd = 65536.0;
+constexpr double kHiLimit = 0x1p62;
+
+struct ExactUsd {
+    std::int64_t hi = 0;
+    std::uint64_t lo = 0;
+
+    static ExactUsd fromDouble(double usd) {
+        if (std::isnan(usd) || usd == 0) return {};
+        if (usd < 0) return -fromDouble(-usd);
+        const double scaled = usd * kHiUnitsPerUsd;  // exact: a power of two
+        if (scaled >= kHiLimit) return ExactUsd{static_cast<std::int64_t>(kHiLimit), 0};
+        const double whole = std::floor(scaled);
+        // scaled - whole is exact (Sterbenz for scaled >= 1; whole = 0 below),
+        // and scaling by 2^64 is exact; only bits below 2^-80 USD round.
+        const double frac = std::nearbyint(std::ldexp(scaled - whole, 64));
+        ExactUsd r;
+        r.hi = static_cast<std::int64_t>(whole);
+        if (frac >= 0x1p64) {
+            r.hi += 1;
+        } else {
+            r.lo = static_cast<std::uint64_t>(frac);
+        }
+        return r;
+    }
+    static ExactUsd fromColumns(std::int64_t hi, std::int64_t lo) {
+        return ExactUsd{hi, std::bit_cast<std::uint64_t>(lo)};
+    }
+    std::int64_t loColumn() const { return std::bit_cast<std::int64_t>(lo); }
+
+    ExactUsd operator-() const {
+        ExactUsd r;
+        r.lo = ~lo + 1;
+        r.hi = ~hi + (r.lo == 0 ? 1 : 0);
+        return r;
+    }
+    ExactUsd& operator+=(const ExactUsd& o) {
+        const std::uint64_t sum = lo + o.lo;
+        hi += o.hi + (sum < lo ? 1 : 0);
+        lo = sum;
+        return *this;
+    }
+    bool isZero() const { return hi == 0 && lo == 0; }
+    double toDouble() const {
+        return std::ldexp(static_cast<double>(hi), -16) + std::ldexp(static_cast<double>(lo), -80);
+    }
+};
+
+// ---------------------------------------------------------------------------
+// What one event adds (sign +1) or one retraction takes back out (sign -1).
+
+// The same columns, in this order, in usage_events and event_retractions.
+#define ETLD_CONTRIBUTION_COLUMNS                                                   \
+    "provider, project_id, session_id, ts, day, model, speed, role, input_tokens, " \
+    "output_tokens, cache_read_tokens, cache_create_tokens, cost_usd"
+
+struct Contribution {
+    std::string provider;
+    std::int64_t projectId = 0;
+    std::string sessionId, ts, day, model, speed, role;
+    std::int64_t input = 0, output = 0, cacheRead = 0, cacheCreate = 0;
+    double costUsd = 0;
+};
+
+Contribution readContribution(const Statement& s, int first) {
+    Contribution c;
+    c.provider = s.columnText(first);
+    c.projectId = s.columnInt(first + 1);
+    c.sessionId = s.columnText(first + 2);
+    c.ts = s.columnText(first + 3);
+    c.day = s.columnText(first + 4);
+    c.model = s.columnText(first + 5);
+    c.speed = s.columnText(first + 6);
+    c.role = s.columnText(first + 7);
+    c.input = s.columnInt(first + 8);
+    c.output = s.columnInt(first + 9);
+    c.cacheRead = s.columnInt(first + 10);
+    c.cacheCreate = s.columnInt(first + 11);
+    c.costUsd = s.columnDouble(first + 12);
+    return c;
+}
+
+// The summed columns of a mart row (each mart stores the ones it has).
+struct Totals {
+    std::int64_t messages = 0, userMessages = 0, assistantMessages = 0;
+    std::int64_t input = 0, output = 0, cacheRead = 0, cacheCreate = 0;
+    ExactUsd cost;
+
+    void add(const Contribution& c, std::int64_t sign) {
+        messages += sign;
+        if (c.role == "user") userMessages += sign;
+        if (c.role == "assistant") assistantMessages += sign;
+        input += sign * c.input;
+        output += sign * c.output;
+        cacheRead += sign * c.cacheRead;
+        cacheCreate += sign * c.cacheCreate;
+        const ExactUsd cost1 = ExactUsd::fromDouble(c.costUsd);
+        cost += sign > 0 ? cost1 : -cost1;
+    }
+    Totals& operator+=(const Totals& o) {
+        messages += o.messages;
+        userMessages += o.userMessages;
+        assistantMessages += o.assistantMessages;
+        input += o.input;
+        output += o.output;
+        cacheRead += o.cacheRead;
+        cacheCreate += o.cacheCreate;
+        cost += o.cost;
+        return *this;
+    }
+};
+
+// ---------------------------------------------------------------------------
+// Binding tuple keys: each element to the next parameter.
+
+void bindValue(Statement& s, int i, const std::string& v) {
+    s.bind(i, v);
+}
+void bindValue(Statement& s, int i, const std::optional<std::string>& v) {
+    s.bind(i, v);
+}
+void bindValue(Statement& s, int i, std::int64_t v) {
+    s.bind(i, v);
+}
+void bindValue(Statement& s, int i, double v) {
+    s.bind(i, v);
+}
+
+// Binds `values` to the parameters from `first` on; returns the next index.
+template <typename... Values>
+int bindFrom(Statement& s, int first, const Values&... values) {
+    int i = first;
+    (bindValue(s, i++, values), ...);
+    return i;
+}
+
+// Binds the elements of `key` from parameter 1; returns the next index.
+template <typename Tuple>
+int bindTuple(Statement& s, const Tuple& key) {
+    return std::apply([&](const auto&... v) { return bindFrom(s, 1, v...); }, key);
+}
+
+std::string joined(std::initializer_list<std::string_view> items, std::string_view sep,
+                   std::string_view suffix = {}, bool numbered = false, int from = 1) {
+    std::string out;
+    int i = from;
+    for (std::string_view item : items) {
+        if (!out.empty()) out += sep;
+        out += item;
+        out += suffix;
+        if (numbered) out += std::to_string(i++);
+    }
+    return out;
+}
+
+std::string placeholders(int from, int to) {
+    std::string out;
+    for (int i = from; i <= to; ++i) {
+        if (i > from) out += ", ";
+        out += "?" + std::to_string(i);
+    }
+    return out;
+}
+
+// ---------------------------------------------------------------------------
+// SQL, built once from the constant names below (never from data).
+
+// A helper table of counted members.
+struct MemberTable {
+    std::string upsert;  // members ?1..?k, delta ?k+1; RETURNING the new count
+    std::string remove;  // members ?1..?k
+};
+
+MemberTable memberTable(std::string_view table, std::initializer_list<std::string_view> columns) {
+    const int k = static_cast<int>(columns.size());
+    MemberTable t;
+    t.upsert = "INSERT INTO " + std::string(table) + " (" + joined(columns, ", ") +
+               ", events) VALUES (" + placeholders(1, k + 1) +
+               ") ON CONFLICT DO UPDATE SET events = events + excluded.events RETURNING events";
+    t.remove =
+        "DELETE FROM " + std::string(table) + " WHERE " + joined(columns, " AND ", " = ?", true);
+    return t;
+}
+
+// A mart table: read its stored sums, write a row, delete a row.
+struct MartTable {
+    std::string select;  // key ?1..?k -> kStoredColumns then the distinct counts
+    std::string upsert;  // key ?1..?k, then the value columns in order
+    std::string remove;  // key ?1..?k
+};
+
+// The stored sums, in Totals order; marts lacking a column read a literal 0.
+MartTable martTable(std::string_view table, std::initializer_list<std::string_view> key,
+                    std::string_view storedColumns,
+                    std::initializer_list<std::string_view> values) {
+    const int k = static_cast<int>(key.size());
+    const int n = k + static_cast<int>(values.size());
+    std::string update;
+    for (std::string_view v : values) {
+        if (!update.empty()) update += ", ";
+        update += std::string(v) + " = excluded." + std::string(v);
+    }
+    MartTable t;
+    const std::string where = joined(key, " AND ", " = ?", true);
+    t.select =
+        "SELECT " + std::string(storedColumns) + " FROM " + std::string(table) + " WHERE " + where;
+    t.upsert = "INSERT INTO " + std::string(table) + " (" + joined(key, ", ") + ", " +
+               joined(values, ", ") + ") VALUES (" + placeholders(1, n) + ") ON CONFLICT (" +
+               joined(key, ", ") + ") DO UPDATE SET " + update;
+    t.remove = "DELETE FROM " + std::string(table) + " WHERE " + where;
+    return t;
+}
+
+struct Sql {
+    MemberTable dailySessions = memberTable(
+        "daily_mart_sessions", {"day", "project_id", "provider", "model", "speed", "session_id"});
+    MemberTable sessionModels =
+        memberTable("session_mart_models", {"provider", "session_id", "model"});
+    MemberTable sessionTs =
+        memberTable("session_mart_ts", {"provider", "session_id", "ts", "project_id"});
+    MemberTable projectSessions =
+        memberTable("project_mart_sessions", {"project_id", "provider", "session_id"});
+    MemberTable projectTs = memberTable("project_mart_ts", {"project_id", "ts"});
+    MemberTable providerDaySessions =
+        memberTable("provider_day_mart_sessions", {"day", "provider", "session_id"});
+    MemberTable providerDayProjects =
+        memberTable("provider_day_mart_projects", {"day", "provider", "project_id"});
+    MemberTable modelDaySessions =
+        memberTable("model_day_mart_sessions", {"day", "model", "speed", "provider", "session_id"});
+
+    MartTable daily =
+        martTable("daily_mart", {"day", "project_id", "provider", "model", "speed"},
+                  "message_count, 0, 0, input_tokens, output_tokens, cache_read, cache_create, "
+                  "cost_exact_hi, cost_exact_lo, session_count",
+                  {"input_tokens", "output_tokens", "cache_read", "cache_create", "message_count",
+                   "session_count", "cost_usd", "cost_exact_hi", "cost_exact_lo"});
+    MartTable session =
+        martTable("session_mart", {"provider", "session_id"},
+                  "message_count, user_message_count, assistant_message_count, input_tokens, "
+                  "output_tokens, cache_read, cache_create, cost_exact_hi, cost_exact_lo",
+                  {"project_id", "primary_model", "first_ts", "last_ts", "message_count",
+                   "user_message_count", "assistant_message_count", "input_tokens", "output_tokens",
+                   "cache_read", "cache_create", "cost_usd", "is_one_shot", "cwd", "cost_exact_hi",
+                   "cost_exact_lo"});
+    MartTable project = martTable(
+        "project_mart", {"project_id"},
+        "total_messages, 0, 0, total_input_tokens, total_output_tokens, total_cache_read, "
+        "total_cache_create, cost_exact_hi, cost_exact_lo, total_sessions",
+        {"provider", "slug", "display_name", "first_ts", "last_ts", "total_messages",
+         "total_sessions", "total_input_tokens", "total_output_tokens", "total_cache_read",
+         "total_cache_create", "total_cost_usd", "cost_exact_hi", "cost_exact_lo"});
+    MartTable providerDay =
+        martTable("provider_day_mart", {"day", "provider"},
+                  "message_count, 0, 0, 0, 0, 0, 0, cost_exact_hi, cost_exact_lo, session_count, "
+                  "project_count",
+                  {"cost_usd", "message_count", "session_count", "project_count", "cost_exact_hi",
+                   "cost_exact_lo"});
+    MartTable modelDay =
+        martTable("model_day_mart", {"day", "model", "speed"},
+                  "message_count, 0, 0, input_tokens, output_tokens, cache_read, cache_create, "
+                  "cost_exact_hi, cost_exact_lo, session_count",
+                  {"cost_usd", "input_tokens", "output_tokens", "cache_read", "cache_create",
+                   "message_count", "session_count", "cost_exact_hi", "cost_exact_lo"});
+};
+
+const Sql& sql() {
+    static const Sql s;
+    return s;
+}
+
+constexpr const char* kSelectRetractions =
+    "SELECT seq, old_event_id, " ETLD_CONTRIBUTION_COLUMNS
+    " FROM event_retractions WHERE seq > ?1 ORDER BY seq LIMIT ?2";
+constexpr const char* kSelectEvents =
+    "SELECT id, " ETLD_CONTRIBUTION_COLUMNS " FROM usage_events WHERE id > ?1 ORDER BY id LIMIT ?2";
+#undef ETLD_CONTRIBUTION_COLUMNS
+constexpr const char* kSelectWatermark =
+    "SELECT last_event_id, last_retraction_seq FROM mart_watermark WHERE mart_name = ?1";
+constexpr const char* kWriteWatermark =
+    "INSERT INTO mart_watermark (mart_name, last_event_id, last_retraction_seq, "
+    "last_refresh_ts) VALUES (?1, ?2, ?3, ?4) ON CONFLICT (mart_name) DO UPDATE SET "
+    "last_event_id = excluded.last_event_id, last_retraction_seq = "
+    "excluded.last_retraction_seq, last_refresh_ts = excluded.last_refresh_ts";
+constexpr const char* kPruneRetractions = "DELETE FROM event_retractions WHERE seq <= ?1";
+
+constexpr const char* kSessionFirst =
+    "SELECT ts, project_id FROM session_mart_ts WHERE provider = ?1 AND session_id = ?2 "
+    "ORDER BY ts, project_id LIMIT 1";
+constexpr const char* kSessionLast =
+    "SELECT ts FROM session_mart_ts WHERE provider = ?1 AND session_id = ?2 "
+    "ORDER BY ts DESC LIMIT 1";
+constexpr const char* kSessionPrimaryModel =
+    "SELECT model FROM session_mart_models INDEXED BY session_mart_models_rank "
+    "WHERE provider = ?1 AND session_id = ?2 ORDER BY events DESC, model LIMIT 1";
+constexpr const char* kSessionCwd =
+    "SELECT cwd FROM session_cwd WHERE provider = ?1 AND session_id = ?2";
+constexpr const char* kProjectFirst =
+    "SELECT ts FROM project_mart_ts WHERE project_id = ?1 ORDER BY ts LIMIT 1";
+constexpr const char* kProjectLast =
+    "SELECT ts FROM project_mart_ts WHERE project_id = ?1 ORDER BY ts DESC LIMIT 1";
+constexpr const char* kProjectInfo =
+    "SELECT provider, slug, display_name FROM projects WHERE id = ?1";
+
+// Every table the engine owns or fills, emptied by a rebuild.
+constexpr std::array<const char*, 13> kRebuildDeletes = {
+    "DELETE FROM daily_mart",
+    "DELETE FROM session_mart",
+    "DELETE FROM project_mart",
+    "DELETE FROM provider_day_mart",
+    "DELETE FROM model_day_mart",
+    "DELETE FROM daily_mart_sessions",
+    "DELETE FROM session_mart_models",
+    "DELETE FROM session_mart_ts",
+    "DELETE FROM project_mart_sessions",
+    "DELETE FROM project_mart_ts",
+    "DELETE FROM provider_day_mart_sessions",
+    "DELETE FROM provider_day_mart_projects",
+    "DELETE FROM model_day_mart_sessions",
+};
+
+// ---------------------------------------------------------------------------
+// Small statement helpers.
+
+// Runs a bound one-row query; `onRow` reads the row if there is one.
+template <typename Bind, typename OnRow>
+Result<bool> queryRow(Connection& db, std::string_view text, Bind&& bind, OnRow&& onRow) {
+    auto stmt = db.cached(text);
+    if (!stmt) return stmt.error();
+    Statement& s = **stmt;
+    bind(s);
+    auto row = s.step();
+    if (!row) return row.error();
+    if (*row) onRow(s);
+    s.reset();
+    return *row;
+}
+
+template <typename Bind>
+Status runStatement(Connection& db, std::string_view text, Bind&& bind) {
+    auto stmt = db.cached(text);
+    if (!stmt) return stmt.error();
+    bind(**stmt);
+    return (*stmt)->run();
+}
+
+// Applies member deltas to a helper table; calls onChange(member, +1) when a
+// member row appeared and onChange(member, -1) when one went away.
+template <typename Member, typename OnChange>
+Status applyMembers(Connection& db, const MemberTable& table,
+                    const std::map<Member, std::int64_t>& deltas, OnChange&& onChange) {
+    for (const auto& [member, delta] : deltas) {
+        if (delta == 0) continue;
+        std::int64_t events = 0;
+        auto row = queryRow(
+            db, table.upsert, [&](Statement& s) { s.bind(bindTuple(s, member), delta); },
+            [&](Statement& s) { events = s.columnInt(0); });
+        if (!row) return row.error();
+        if (!*row || events < 0) return inconsistent("a helper count went below zero");
+        if (events == 0) {
+            if (auto st =
+                    runStatement(db, table.remove, [&](Statement& s) { bindTuple(s, member); });
+                !st)
+                return st;
+        }
+        const std::int64_t before = events - delta;
+        if (before == 0 && events > 0) onChange(member, 1);
+        if (before > 0 && events == 0) onChange(member, -1);
+    }
+    return {};
+}
+
+// A mart row as stored: its sums and up to two distinct counts.
+struct StoredRow {
+    bool exists = false;
+    Totals totals;
+    std::array<std::int64_t, 2> distinct{};
+};
+
+template <typename Key>
+Result<StoredRow> readRow(Connection& db, const MartTable& table, const Key& key,
+                          int distinctColumns) {
+    StoredRow r;
+    auto row = queryRow(
+        db, table.select, [&](Statement& s) { bindTuple(s, key); },
+        [&](Statement& s) {
+            Totals& t = r.totals;
+            t.messages = s.columnInt(0);
+            t.userMessages = s.columnInt(1);
+            t.assistantMessages = s.columnInt(2);
+            t.input = s.columnInt(3);
+            t.output = s.columnInt(4);
+            t.cacheRead = s.columnInt(5);
+            t.cacheCreate = s.columnInt(6);
+            t.cost = ExactUsd::fromColumns(s.columnInt(7), s.columnInt(8));
+            for (int i = 0; i < distinctColumns; ++i)
+                r.distinct[static_cast<size_t>(i)] = s.columnInt(9 + i);
+        });
+    if (!row) return row.error();
+    r.exists = *row;
+    return r;
+}
+
+// Adds a delta to a stored row. Returns true when the row keeps events (write
+// it), false when its last event went (delete it); an error if the sums say
+// the mart and its events disagree.
+Result<bool> settle(std::string_view mart, StoredRow& row, const Totals& delta,
+                    std::array<std::int64_t, 2> distinctDelta) {
+    row.totals += delta;
+    for (size_t i = 0; i < row.distinct.size(); ++i) row.distinct[i] += distinctDelta[i];
+    const Totals& t = row.totals;
+    if (t.messages < 0 || row.distinct[0] < 0 || row.distinct[1] < 0)
+        return inconsistent(std::string(mart) + " count below zero");
+    if (t.messages > 0) return true;
+    if (!t.cost.isZero() || row.distinct[0] != 0 || row.distinct[1] != 0)
+        return inconsistent(std::string(mart) + " row empty of events but not of sums");
+    return false;
+}
+
+template <typename Key>
+Status deleteRow(Connection& db, const MartTable& table, const Key& key) {
+    return runStatement(db, table.remove, [&](Statement& s) { bindTuple(s, key); });
+}
+
+// The first column of a one-row query keyed like `key`, or nullopt.
+template <typename Key>
+Result<std::optional<std::string>> firstText(Connection& db, std::string_view text,
+                                             const Key& key) {
+    std::optional<std::string> v;
+    auto row = queryRow(
+        db, text, [&](Statement& s) { bindTuple(s, key); },
+        [&](Statement& s) { v = s.columnOptText(0); });
+    if (!row) return row.error();
+    return v;
+}
+
+// ---------------------------------------------------------------------------
+// The five marts: in-memory deltas of one step, and how they are written.
+
+using Text = std::string;
+using Id = std::int64_t;
+
+struct DailyDeltas {
+    using Key = std::tuple<Text, Id, Text, Text, Text>;  // day, project, provider, model, speed
+    std::map<Key, Totals> rows;
+    std::map<std::tuple<Text, Id, Text, Text, Text, Text>, std::int64_t> sessions;
+
+    void add(const Contribution& c, std::int64_t sign) {
+        rows[Key{c.day, c.projectId, c.provider, c.model, c.speed}].add(c, sign);
+        sessions[{c.day, c.projectId, c.provider, c.model, c.speed, c.sessionId}] += sign;
+    }
+
+    Status flush(Connection& db) const {
+        std::map<Key, std::int64_t> sessionCount;
+        auto st = applyMembers(db, sql().dailySessions, sessions, [&](const auto& m, int d) {
+            sessionCount[Key{std::get<0>(m), std::get<1>(m), std::get<2>(m), std::get<3>(m),
+                             std::get<4>(m)}] += d;
+        });
+        if (!st) return st;
+        for (const auto& [key, delta] : rows) {
+            auto row = readRow(db, sql().daily, key, 1);
+            if (!row) return row.error();
+            auto keep = settle("daily", *row, delta, {sessionCount[key], 0});
+            if (!keep) return keep.error();
+            if (!*keep) {
+                if (auto d = deleteRow(db, sql().daily, key); !d) return d;
+                continue;
+            }
+            const Totals& t = row->totals;
+            st = runStatement(db, sql().daily.upsert, [&](Statement& s) {
+                bindFrom(s, bindTuple(s, key), t.input, t.output, t.cacheRead, t.cacheCreate,
+                         t.messages, row->distinct[0], t.cost.toDouble(), t.cost.hi,
+                         t.cost.loColumn());
+            });
+            if (!st) return st;
+        }
+        return {};
+    }
+};
+
+struct SessionDeltas {
+    using Key = std::tuple<Text, Text>;  // provider, session_id
+    std::map<Key, Totals> rows;
+    std::map<std::tuple<Text, Text, Text>, std::int64_t> models;
+    std::map<std::tuple<Text, Text, Text, Id>, std::int64_t> timestamps;
+
+    void add(const Contribution& c, std::int64_t sign) {
+        rows[Key{c.provider, c.sessionId}].add(c, sign);
+        models[{c.provider, c.sessionId, c.model}] += sign;
+        timestamps[{c.provider, c.sessionId, c.ts, c.projectId}] += sign;
+    }
+
+    Status flush(Connection& db) const {
+        const auto ignore = [](const auto&, int) {};
+        if (auto st = applyMembers(db, sql().sessionModels, models, ignore); !st) return st;
+        if (auto st = applyMembers(db, sql().sessionTs, timestamps, ignore); !st) return st;
+        for (const auto& [key, delta] : rows) {
+            auto row = readRow(db, sql().session, key, 0);
+            if (!row) return row.error();
+            auto keep = settle("session", *row, delta, {0, 0});
+            if (!keep) return keep.error();
+            if (!*keep) {
+                if (auto d = deleteRow(db, sql().session, key); !d) return d;
+                continue;
+            }
+            std::string firstTs;
+            Id projectId = 0;
+            auto first = queryRow(
+                db, kSessionFirst, [&](Statement& s) { bindTuple(s, key); },
+                [&](Statement& s) {
+                    firstTs = s.columnText(0);
+                    projectId = s.columnInt(1);
+                });
+            if (!first) return first.error();
+            if (!*first) return inconsistent("session without timestamps");
+            auto lastTs = firstText(db, kSessionLast, key);
+            if (!lastTs) return lastTs.error();
+            auto model = firstText(db, kSessionPrimaryModel, key);
+            if (!model) return model.error();
+            auto cwd = firstText(db, kSessionCwd, key);
+            if (!cwd) return cwd.error();
+            const Totals& t = row->totals;
+            const std::int64_t oneShot = t.userMessages == 1 && t.assistantMessages == 1;
+            auto st = runStatement(db, sql().session.upsert, [&](Statement& s) {
+                bindFrom(s, bindTuple(s, key), projectId, *model, firstTs, *lastTs, t.messages,
+                         t.userMessages, t.assistantMessages, t.input, t.output, t.cacheRead,
+                         t.cacheCreate, t.cost.toDouble(), oneShot, *cwd, t.cost.hi,
+                         t.cost.loColumn());
+            });
+            if (!st) return st;
+        }
+        return {};
+    }
+};
+
+struct ProjectDeltas {
+    using Key = std::tuple<Id>;
+    std::map<Key, Totals> rows;
+    std::map<std::tuple<Id, Text, Text>, std::int64_t> sessions;
+    std::map<std::tuple<Id, Text>, std::int64_t> timestamps;
+
+    void add(const Contribution& c, std::int64_t sign) {
+        rows[Key{c.projectId}].add(c, sign);
+        sessions[{c.projectId, c.provider, c.sessionId}] += sign;
+        timestamps[{c.projectId, c.ts}] += sign;
+    }
+
+    Status flush(Connection& db) const {
+        std::map<Key, std::int64_t> sessionCount;
+        auto st = applyMembers(db, sql().projectSessions, sessions, [&](const auto& m, int d) {
+            sessionCount[Key{std::get<0>(m)}] += d;
+        });
+        if (!st) return st;
+        st = applyMembers(db, sql().projectTs, timestamps, [](const auto&, int) {});
+        if (!st) return st;
+        for (const auto& [key, delta] : rows) {
+            auto row = readRow(db, sql().project, key, 1);
+            if (!row) return row.error();
+            auto keep = settle("project", *row, delta, {sessionCount[key], 0});
+            if (!keep) return keep.error();
+            if (!*keep) {
+                if (auto d = deleteRow(db, sql().project, key); !d) return d;
+                continue;
+            }
+            auto firstTs = firstText(db, kProjectFirst, key);
+            if (!firstTs) return firstTs.error();
+            auto lastTs = firstText(db, kProjectLast, key);
+            if (!lastTs) return lastTs.error();
+            // projects.id is what usage_events.project_id references (a foreign
+            // key), so the row is there; empty names only if it were not.
+            std::string provider, slug, displayName;
+            auto info = queryRow(
+                db, kProjectInfo, [&](Statement& s) { bindTuple(s, key); },
+                [&](Statement& s) {
+                    provider = s.columnText(0);
+                    slug = s.columnText(1);
+                    displayName = s.columnText(2);
+                });
+            if (!info) return info.error();
+            const Totals& t = row->totals;
+            st = runStatement(db, sql().project.upsert, [&](Statement& s) {
+                bindFrom(s, bindTuple(s, key), provider, slug, displayName, *firstTs, *lastTs,
+                         t.messages, row->distinct[0], t.input, t.output, t.cacheRead,
+                         t.cacheCreate, t.cost.toDouble(), t.cost.hi, t.cost.loColumn());
+            });
+            if (!st) return st;
+        }
+        return {};
+    }
+};
+
+struct ProviderDayDeltas {
+    using Key = std::tuple<Text, Text>;  // day, provider
+    std::map<Key, Totals> rows;
+    std::map<std::tuple<Text, Text, Text>, std::int64_t> sessions;
+    std::map<std::tuple<Text, Text, Id>, std::int64_t> projects;
+
+    void add(const Contribution& c, std::int64_t sign) {
+        rows[Key{c.day, c.provider}].add(c, sign);
+        sessions[{c.day, c.provider, c.sessionId}] += sign;
+        projects[{c.day, c.provider, c.projectId}] += sign;
+    }
+
+    Status flush(Connection& db) const {
+        std::map<Key, std::int64_t> sessionCount, projectCount;
+        auto st = applyMembers(db, sql().providerDaySessions, sessions, [&](const auto& m, int d) {
+            sessionCount[Key{std::get<0>(m), std::get<1>(m)}] += d;
+        });
+        if (!st) return st;
+        st = applyMembers(db, sql().providerDayProjects, projects, [&](const auto& m, int d) {
+            projectCount[Key{std::get<0>(m), std::get<1>(m)}] += d;
+        });
+        if (!st) return st;
+        for (const auto& [key, delta] : rows) {
+            auto row = readRow(db, sql().providerDay, key, 2);
+            if (!row) return row.error();
+            auto keep = settle("provider_day", *row, delta, {sessionCount[key], projectCount[key]});
+            if (!keep) return keep.error();
+            if (!*keep) {
+                if (auto d = deleteRow(db, sql().providerDay, key); !d) return d;
+                continue;
+            }
+            const Totals& t = row->totals;
+            st = runStatement(db, sql().providerDay.upsert, [&](Statement& s) {
+                bindFrom(s, bindTuple(s, key), t.cost.toDouble(), t.messages, row->distinct[0],
+                         row->distinct[1], t.cost.hi, t.cost.loColumn());
+            });
+            if (!st) return st;
+        }
+        return {};
+    }
+};
+
+struct ModelDayDeltas {
+    using Key = std::tuple<Text, Text, Text>;  // day, model, speed
+    std::map<Key, Totals> rows;
+    std::map<std::tuple<Text, Text, Text, Text, Text>, std::int64_t> sessions;
+
+    void add(const Contribution& c, std::int64_t sign) {
+        rows[Key{c.day, c.model, c.speed}].add(c, sign);
+        sessions[{c.day, c.model, c.speed, c.provider, c.sessionId}] += sign;
+    }
+
+    Status flush(Connection& db) const {
+        std::map<Key, std::int64_t> sessionCount;
+        auto st = applyMembers(db, sql().modelDaySessions, sessions, [&](const auto& m, int d) {
+            sessionCount[Key{std::get<0>(m), std::get<1>(m), std::get<2>(m)}] += d;
+        });
+        if (!st) return st;
+        for (const auto& [key, delta] : rows) {
+            auto row = readRow(db, sql().modelDay, key, 1);
+            if (!row) return row.error();
+            auto keep = settle("model_day", *row, delta, {sessionCount[key], 0});
+            if (!keep) return keep.error();
+            if (!*keep) {
+                if (auto d = deleteRow(db, sql().modelDay, key); !d) return d;
+                continue;
+            }
+            const Totals& t = row->totals;
+            st = runStatement(db, sql().modelDay.upsert, [&](Statement& s) {
+                bindFrom(s, bindTuple(s, key), t.cost.toDouble(), t.input, t.output, t.cacheRead,
+                         t.cacheCreate, t.messages, row->distinct[0], t.cost.hi, t.cost.loColumn());
+            });
+            if (!st) return st;
+        }
+        return {};
+    }
+};
+
+// The deltas of one step for a set of marts that share their watermarks.
+struct StepDeltas {
+    MartSet marts{};
+    DailyDeltas daily;
+    SessionDeltas session;
+    ProjectDeltas project;
+    ProviderDayDeltas providerDay;
+    ModelDayDeltas modelDay;
+
+    void add(const Contribution& c, std::int64_t sign) {
+        if (marts[kDaily]) daily.add(c, sign);
+        if (marts[kSession]) session.add(c, sign);
+        if (marts[kProject]) project.add(c, sign);
+        if (marts[kProviderDay]) providerDay.add(c, sign);
+        if (marts[kModelDay]) modelDay.add(c, sign);
+    }
+    Status flush(Connection& db) const {
+        if (marts[kDaily])
+            if (auto st = daily.flush(db); !st) return st;
+        if (marts[kSession])
+            if (auto st = session.flush(db); !st) return st;
+        if (marts[kProject])
+            if (auto st = project.flush(db); !st) return st;
+        if (marts[kProviderDay])
+            if (auto st = providerDay.flush(db); !st) return st;
+        if (marts[kModelDay])
+            if (auto st = modelDay.flush(db); !st) return st;
+        return {};
+    }
+};
+
+// ---------------------------------------------------------------------------
+// Watermarks and the step.
+
+struct Watermark {
+    std::int64_t eventId = 0;
+    std::int64_t retractionSeq = 0;
+    bool operator==(const Watermark&) const = default;
+};
+
+struct StepResult {
+    std::int64_t absorbed = 0, applied = 0;
+    bool caughtUp = true;
+    Watermark after;
+};
+
+// Steps 1 and 2 of the essay for the marts in `marts`, all at watermark `wm`.
+Result<StepResult> step(Connection& db, const MartSet& marts, Watermark wm, std::int64_t budget) {
+    StepDeltas deltas;
+    deltas.marts = marts;
+    StepResult r;
+    r.after = wm;
+
+    auto retractions = db.cached(kSelectRetractions);
+    if (!retractions) return retractions.error();
+    Statement& rs = **retractions;
+    rs.bind(1, wm.retractionSeq).bind(2, budget + 1);  // one more: is there more?
+    std::int64_t consumed = 0;
+    bool retractionsDone = true;
+    for (;;) {
+        auto row = rs.step();
+        if (!row) return row.error();
+        if (!*row) break;
+        if (consumed == budget) {
+            retractionsDone = false;
+            break;
+        }
+        ++consumed;
+        r.after.retractionSeq = rs.columnInt(0);
+        if (rs.columnInt(1) <= wm.eventId) {
+            deltas.add(readContribution(rs, 2), -1);
+            ++r.applied;
+        }
+    }
+    rs.reset();
+
+    if (!retractionsDone) {
+        r.caughtUp = false;
+    } else {
+        const std::int64_t room = budget - consumed;
+        auto events = db.cached(kSelectEvents);
+        if (!events) return events.error();
+        Statement& es = **events;
+        es.bind(1, wm.eventId).bind(2, room + 1);
+        for (;;) {
+            auto row = es.step();
+            if (!row) return row.error();
+            if (!*row) break;
+            if (r.absorbed == room) {
+                r.caughtUp = false;
+                break;
+            }
+            r.after.eventId = es.columnInt(0);
+            deltas.add(readContribution(es, 1), 1);
+            ++r.absorbed;
+        }
+        es.reset();
+    }
+
+    if (auto st = deltas.flush(db); !st) return st.error();
+    return r;
+}
+
+Result<Watermark> readWatermark(Connection& db, const char* mart) {
+    Watermark wm;
+    auto row = queryRow(
+        db, kSelectWatermark, [&](Statement& s) { s.bind(1, mart); },
+        [&](Statement& s) {
+            wm.eventId = s.columnInt(0);
+            wm.retractionSeq = s.columnInt(1);
+        });
+    if (!row) return row.error();
+    return wm;
+}
+
+Status writeWatermark(Connection& db, const char* mart, const Watermark& wm,
+                      const std::string& refreshedAt) {
+    return runStatement(db, kWriteWatermark, [&](Statement& s) {
+        s.bind(1, mart).bind(2, wm.eventId).bind(3, wm.retractionSeq).bind(4, refreshedAt);
+    });
+}
+
+Status requireTransaction(Connection& db) {
+    if (sqlite3_get_autocommit(db.handle()) != 0)
+        return Error{"no_transaction", "the marts refresh needs an open write transaction"};
+    return {};
+}
+
+}  // namespace
+
+Result<RefreshStats> refreshMartsInTransaction(Connection& db, UnixMicros now,
+                                               std::int64_t maxEvents) {
+    if (auto st = requireTransaction(db); !st) return st.error();
+    if (maxEvents < 1)
+        return Error{"invalid_argument",
+                     "maxEvents must be at least 1, got " + std::to_string(maxEvents)};
+
+    // One more row than the budget is read to learn whether more remain.
+    maxEvents = std::min(maxEvents, std::numeric_limits<std::int64_t>::max() - 1);
+
+    std::array<Watermark, kMartCount> wms;
+    for (size_t m = 0; m < kMartCount; ++m) {
+        auto wm = readWatermark(db, kMartNames[m]);
+        if (!wm) return wm.error();
+        wms[m] = *wm;
+    }
+
+    RefreshStats stats;
+    MartSet done{};
+    for (size_t m = 0; m < kMartCount; ++m) {
+        if (done[m]) continue;
+        MartSet group{};
+        const Watermark wm = wms[m];
+        for (size_t o = m; o < kMartCount; ++o) {
+            if (!done[o] && wms[o] == wm) group[o] = done[o] = true;
+        }
+        auto r = step(db, group, wm, maxEvents);
+        if (!r) return r.error();
+        for (size_t o = 0; o < kMartCount; ++o) {
+            if (group[o]) wms[o] = r->after;
+        }
+        stats.eventsAbsorbed = std::max(stats.eventsAbsorbed, r->absorbed);
+        stats.retractionsApplied = std::max(stats.retractionsApplied, r->applied);
+        stats.caughtUp = stats.caughtUp && r->caughtUp;
+    }
+
+    const std::string refreshedAt = formatStatusTime(now);
+    std::int64_t minEvent = std::numeric_limits<std::int64_t>::max();
+    std::int64_t minSeq = std::numeric_limits<std::int64_t>::max();
+    for (size_t m = 0; m < kMartCount; ++m) {
+        if (auto st = writeWatermark(db, kMartNames[m], wms[m], refreshedAt); !st)
+            return st.error();
+        minEvent = std::min(minEvent, wms[m].eventId);
+        minSeq = std::min(minSeq, wms[m].retractionSeq);
+    }
+    // Every mart has consumed these: nothing will read them again.
+    if (auto st = runStatement(db, kPruneRetractions, [&](Statement& s) { s.bind(1, minSeq); });
+        !st)
+        return st.error();
+    stats.watermark = minEvent;
+    return stats;
+}
+
+Result<RefreshStats> refreshMarts(Connection& db, UnixMicros now, std::int64_t maxEvents) {
+    auto tx = Transaction::begin(db);
+    if (!tx) return tx.error();
+    auto stats = refreshMartsInTransaction(db, now, maxEvents);
+    if (!stats) return stats.error();  // the transaction rolls back
+    if (auto st = tx->commit(); !st) return st.error();
+    return stats;
+}
+
+Status rebuildMartsInTransaction(Connection& db, UnixMicros now) {
+    if (auto st = requireTransaction(db); !st) return st;
+    for (const char* statement : kRebuildDeletes) {
+        if (auto st = db.exec(statement); !st) return st;
+    }
+    // Retractions written so far concern rows the empty marts never held.
+    auto latestSeq = db.queryInt("SELECT COALESCE(MAX(seq), 0) FROM event_retractions");
+    if (!latestSeq) return latestSeq.error();
+    const std::string refreshedAt = formatStatusTime(now);
+    for (const char* mart : kMartNames) {
+        auto wm = readWatermark(db, mart);
+        if (!wm) return wm.error();
+        const Watermark start{0, std::max(*latestSeq, wm->retractionSeq)};
+        if (auto st = writeWatermark(db, mart, start, refreshedAt); !st) return st;
+    }
+    for (;;) {
+        auto stats = refreshMartsInTransaction(db, now, kRebuildStepRows);
+        if (!stats) return stats.error();
+        if (stats->caughtUp) return {};
+    }
+}
+
+Status rebuildMarts(Connection& db, UnixMicros now) {
+    auto tx = Transaction::begin(db);
+    if (!tx) return tx.error();
+    if (auto st = rebuildMartsInTransaction(db, now); !st) return st;
+    return tx->commit();
+}
+
+}  // namespace etld::store
