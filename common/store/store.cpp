@@ -65,8 +65,11 @@ Result<Connection> openWriter(const std::string& path, const WriterOptions& opti
     // could not create them, and SQLite cannot open a WAL store without them.
     int persist = 1;
     sqlite3_file_control(db->handle(), "main", SQLITE_FCNTL_PERSIST_WAL, &persist);
-    for (const char* pragma :
-         {"PRAGMA journal_mode = WAL", "PRAGMA synchronous = NORMAL", "PRAGMA foreign_keys = ON"}) {
+    // recursive_triggers: a row that INSERT OR REPLACE (or an upsert's REPLACE)
+    // deletes fires its DELETE triggers only with it on; without it the
+    // counters of invariant 7 and the retractions would miss that delete.
+    for (const char* pragma : {"PRAGMA journal_mode = WAL", "PRAGMA synchronous = NORMAL",
+                               "PRAGMA foreign_keys = ON", "PRAGMA recursive_triggers = ON"}) {
         if (auto st = db->exec(pragma); !st) return st.error();
     }
     if (auto st = db->exec("PRAGMA journal_size_limit = " + std::to_string(kWalLimitBytes)); !st)
@@ -92,7 +95,16 @@ Result<Connection> openReader(const std::string& path) {
     // content to miss.
     off_t walSize = 0;
     const bool walHasContent = fileExists(path + "-wal", &walSize) && walSize > 0;
-    if (lockHolder(lockPathFor(path)) || walHasContent) return db;
+    const auto holder = lockHolder(lockPathFor(path));
+    if (holder || walHasContent) {
+        // Refuse rather than read a snapshot that may miss commits; say why.
+        Error e = db.error();
+        e.message += holder ? "; a daemon (pid " + std::to_string(*holder) +
+                                  ") is running, so the store cannot be read without its -shm file"
+                            : "; its -wal file holds transactions an immutable read would miss "
+                              "(start etld once to checkpoint them)";
+        return e;
+    }
     return tryOpen("mode=ro&immutable=1");
 }
 

@@ -1,0 +1,323 @@
+// Migrations and the shared schema (store.md, "Tables that other programs
+// read"), checked on a real store file: the dashboard reads these names, so a
+// renamed or retyped column must fail here, not in someone's browser.
+#include <doctest/doctest.h>
+
+#include <map>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "store/schema.h"
+#include "store/store.h"
+#include "support.h"
+
+using namespace etld;
+using namespace etld::store;
+using etld::test::TempDir;
+
+namespace {
+
+struct Column {
+    std::string type;
+    bool notNull = false;
+    std::string defaultValue;  // as PRAGMA table_info spells it; "" for none
+    int pk = 0;                // 1-based position in the primary key, 0 if not in it
+};
+
+std::map<std::string, Column> columnsOf(Connection& db, const std::string& table) {
+    std::map<std::string, Column> out;
+    // PRAGMA table_info takes no bound parameter; the names are ours.
+    auto stmt = db.prepare("PRAGMA table_info(" + table + ")");
+    REQUIRE(stmt);
+    while (*stmt->step()) {
+        Column c;
+        c.type = stmt->columnText(2);
+        c.notNull = stmt->columnInt(3) != 0;
+        c.defaultValue = stmt->columnOptText(4).value_or("");
+        c.pk = static_cast<int>(stmt->columnInt(5));
+        out[stmt->columnText(1)] = c;
+    }
+    return out;
+}
+
+std::vector<std::string> indexColumns(Connection& db, const std::string& index) {
+    std::vector<std::string> out;
+    auto stmt = db.prepare("PRAGMA index_info(" + index + ")");
+    REQUIRE(stmt);
+    while (*stmt->step()) out.push_back(stmt->columnText(2));
+    return out;
+}
+
+// The primary key's columns in key order.
+std::vector<std::string> primaryKey(const std::map<std::string, Column>& cols) {
+    std::map<int, std::string> byPos;
+    for (const auto& [name, c] : cols)
+        if (c.pk > 0) byPos[c.pk] = name;
+    std::vector<std::string> out;
+    for (const auto& [pos, name] : byPos) out.push_back(name);
+    return out;
+}
+
+// Checks that every named column exists (extra columns of ours are allowed).
+void requireColumns(const std::map<std::string, Column>& cols, const std::string& table,
+                    const std::vector<std::string>& names) {
+    for (const auto& name : names) {
+        INFO(table << "." << name);
+        CHECK(cols.count(name) == 1);
+    }
+}
+
+void checkColumn(const std::map<std::string, Column>& cols, const std::string& name,
+                 const std::string& type, bool notNull, const std::string& defaultValue = "") {
+    INFO("column " << name);
+    auto it = cols.find(name);
+    REQUIRE(it != cols.end());
+    CHECK(it->second.type == type);
+    CHECK(it->second.notNull == notNull);
+    CHECK(it->second.defaultValue == defaultValue);
+}
+
+Connection freshStore(const TempDir& dir) {
+    auto db = openWriter(dir.file("etl.db"));
+    REQUIRE(db);
+    return std::move(db).value();
+}
+
+}  // namespace
+
+TEST_CASE("a fresh store is migrated to the latest schema version") {
+    TempDir dir;
+    Connection db = freshStore(dir);
+    CHECK(latestSchemaVersion() >= 1);
+    CHECK(*schemaVersion(db) == latestSchemaVersion());
+    CHECK(*db.queryInt("PRAGMA user_version") == latestSchemaVersion());
+}
+
+TEST_CASE("reopening a migrated store applies nothing twice") {
+    TempDir dir;
+    { Connection db = freshStore(dir); }
+    int applied = 0;
+    WriterOptions options;
+    options.beforeMigration = [&](std::int64_t) { ++applied; };
+    auto again = openWriter(dir.file("etl.db"), options);
+    REQUIRE(again);
+    CHECK(applied == 0);
+    CHECK(*schemaVersion(*again) == latestSchemaVersion());
+}
+
+TEST_CASE("the writer connection runs in WAL mode with the store.md pragmas") {
+    TempDir dir;
+    Connection db = freshStore(dir);
+    auto mode = db.prepare("PRAGMA journal_mode");
+    REQUIRE(mode);
+    REQUIRE(*mode->step());
+    CHECK(mode->columnText(0) == "wal");
+    CHECK(*db.queryInt("PRAGMA synchronous") == 1);  // NORMAL
+    CHECK(*db.queryInt("PRAGMA foreign_keys") == 1);
+}
+
+TEST_CASE("projects has store.md's columns, types and UNIQUE(provider, slug)") {
+    TempDir dir;
+    Connection db = freshStore(dir);
+    const auto cols = columnsOf(db, "projects");
+    checkColumn(cols, "id", "INTEGER", false);
+    checkColumn(cols, "provider", "TEXT", true);
+    checkColumn(cols, "slug", "TEXT", true);
+    checkColumn(cols, "path", "TEXT", false);
+    checkColumn(cols, "display_name", "TEXT", true);
+    checkColumn(cols, "first_seen", "REAL", true);
+    checkColumn(cols, "last_modified", "REAL", true);
+    CHECK(primaryKey(cols) == std::vector<std::string>{"id"});
+
+    bool uniqueProviderSlug = false;
+    auto list = db.prepare("PRAGMA index_list(projects)");
+    REQUIRE(list);
+    while (*list->step()) {
+        if (list->columnInt(2) != 1) continue;  // not unique
+        if (indexColumns(db, list->columnText(1)) == std::vector<std::string>{"provider", "slug"})
+            uniqueProviderSlug = true;
+    }
+    CHECK(uniqueProviderSlug);
+}
+
+TEST_CASE("usage_events has store.md's columns, types and defaults") {
+    TempDir dir;
+    Connection db = freshStore(dir);
+    const auto cols = columnsOf(db, "usage_events");
+    checkColumn(cols, "id", "INTEGER", false);
+    CHECK(primaryKey(cols) == std::vector<std::string>{"id"});
+    checkColumn(cols, "provider", "TEXT", true);
+    checkColumn(cols, "account", "TEXT", true, "'default'");
+    checkColumn(cols, "project_id", "INTEGER", true);
+    checkColumn(cols, "session_id", "TEXT", true);
+    checkColumn(cols, "ts", "TEXT", true);
+    checkColumn(cols, "day", "TEXT", true);
+    checkColumn(cols, "model", "TEXT", true, "''");
+    checkColumn(cols, "speed", "TEXT", true, "'standard'");
+    for (const char* tokens : {"input_tokens", "output_tokens", "cache_read_tokens",
+                               "cache_create_tokens", "reasoning_tokens"})
+        checkColumn(cols, tokens, "INTEGER", true, "0");
+    checkColumn(cols, "cost_usd", "REAL", true, "0.0");
+    checkColumn(cols, "cost_source", "TEXT", true, "'rate_card'");
+    checkColumn(cols, "role", "TEXT", true);
+    checkColumn(cols, "raw_extras", "TEXT", false);
+
+    // AUTOINCREMENT: ids are never reused (store.md's id column).
+    auto seq = db.queryInt(
+        "SELECT COUNT(*) FROM sqlite_schema WHERE name = 'usage_events' "
+        "AND sql LIKE '%AUTOINCREMENT%'");
+    REQUIRE(seq);
+    CHECK(*seq == 1);
+}
+
+TEST_CASE("project_id references projects(id)") {
+    TempDir dir;
+    Connection db = freshStore(dir);
+    auto fk = db.prepare("PRAGMA foreign_key_list(usage_events)");
+    REQUIRE(fk);
+    bool found = false;
+    while (*fk->step())
+        if (fk->columnText(2) == "projects" && fk->columnText(3) == "project_id" &&
+            fk->columnText(4) == "id")
+            found = true;
+    CHECK(found);
+}
+
+TEST_CASE("the five idx_events_* indexes exist with store.md's columns") {
+    TempDir dir;
+    Connection db = freshStore(dir);
+    const std::map<std::string, std::vector<std::string>> expected = {
+        {"idx_events_day", {"day"}},
+        {"idx_events_project", {"project_id", "day"}},
+        {"idx_events_provider", {"provider", "day"}},
+        {"idx_events_session", {"session_id"}},
+        {"idx_events_model", {"model", "day"}},
+    };
+    for (const auto& [name, columns] : expected) {
+        INFO(name);
+        auto table =
+            db.prepare("SELECT tbl_name FROM sqlite_schema WHERE type = 'index' AND name = ?1");
+        REQUIRE(table);
+        table->bind(1, name);
+        REQUIRE(*table->step());
+        CHECK(table->columnText(0) == "usage_events");
+        CHECK(indexColumns(db, name) == columns);
+    }
+}
+
+TEST_CASE("daily_mart has store.md's key and columns") {
+    TempDir dir;
+    Connection db = freshStore(dir);
+    const auto cols = columnsOf(db, "daily_mart");
+    CHECK(primaryKey(cols) ==
+          std::vector<std::string>{"day", "project_id", "provider", "model", "speed"});
+    requireColumns(cols, "daily_mart",
+                   {"input_tokens", "output_tokens", "cache_read", "cache_create", "message_count",
+                    "session_count", "cost_usd"});
+}
+
+TEST_CASE("session_mart is keyed (provider, session_id) with store.md's columns") {
+    TempDir dir;
+    Connection db = freshStore(dir);
+    const auto cols = columnsOf(db, "session_mart");
+    CHECK(primaryKey(cols) == std::vector<std::string>{"provider", "session_id"});
+    requireColumns(
+        cols, "session_mart",
+        {"project_id", "primary_model", "first_ts", "last_ts", "message_count",
+         "user_message_count", "assistant_message_count", "input_tokens", "output_tokens",
+         "cache_read", "cache_create", "cost_usd", "is_one_shot", "cwd"});
+}
+
+TEST_CASE("project_mart is keyed project_id with store.md's columns") {
+    TempDir dir;
+    Connection db = freshStore(dir);
+    const auto cols = columnsOf(db, "project_mart");
+    CHECK(primaryKey(cols) == std::vector<std::string>{"project_id"});
+    requireColumns(cols, "project_mart",
+                   {"provider", "slug", "display_name", "first_ts", "last_ts", "total_messages",
+                    "total_sessions", "total_input_tokens", "total_output_tokens",
+                    "total_cache_read", "total_cache_create", "total_cost_usd"});
+}
+
+TEST_CASE("provider_day_mart is keyed (day, provider) with store.md's columns") {
+    TempDir dir;
+    Connection db = freshStore(dir);
+    const auto cols = columnsOf(db, "provider_day_mart");
+    CHECK(primaryKey(cols) == std::vector<std::string>{"day", "provider"});
+    requireColumns(cols, "provider_day_mart",
+                   {"cost_usd", "message_count", "session_count", "project_count"});
+}
+
+TEST_CASE("model_day_mart is keyed (day, model, speed) with store.md's columns") {
+    TempDir dir;
+    Connection db = freshStore(dir);
+    const auto cols = columnsOf(db, "model_day_mart");
+    CHECK(primaryKey(cols) == std::vector<std::string>{"day", "model", "speed"});
+    requireColumns(cols, "model_day_mart",
+                   {"cost_usd", "input_tokens", "output_tokens", "cache_read", "cache_create",
+                    "message_count", "session_count"});
+}
+
+TEST_CASE("mart_watermark has store.md's columns and default") {
+    TempDir dir;
+    Connection db = freshStore(dir);
+    const auto cols = columnsOf(db, "mart_watermark");
+    CHECK(primaryKey(cols) == std::vector<std::string>{"mart_name"});
+    REQUIRE(cols.count("mart_name") == 1);
+    CHECK(cols.at("mart_name").type == "TEXT");
+    checkColumn(cols, "last_event_id", "INTEGER", true, "0");
+    checkColumn(cols, "last_refresh_ts", "TEXT", true);
+}
+
+TEST_CASE("a store whose schema is newer than this build is refused by openReader") {
+    TempDir dir;
+    const std::string path = dir.file("etl.db");
+    {
+        Connection db = freshStore(dir);
+        REQUIRE(db.exec("PRAGMA user_version = " + std::to_string(latestSchemaVersion() + 1)));
+    }
+    auto reader = openReader(path);
+    REQUIRE_FALSE(reader);
+    CHECK(reader.error().code == "schema_too_new");
+    CHECK(reader.error().message.find(std::to_string(latestSchemaVersion() + 1)) !=
+          std::string::npos);
+    CHECK(reader.error().message.find("(" + std::to_string(latestSchemaVersion()) + ")") !=
+          std::string::npos);
+}
+
+TEST_CASE("a store whose schema is newer than this build is refused by migrate and openWriter") {
+    TempDir dir;
+    const std::string path = dir.file("etl.db");
+    const std::int64_t newer = latestSchemaVersion() + 1;
+    {
+        Connection db = freshStore(dir);
+        REQUIRE(db.exec("PRAGMA user_version = " + std::to_string(newer)));
+        auto st = migrate(db);
+        REQUIRE_FALSE(st);
+        CHECK(st.error().code == "schema_too_new");
+        CHECK(st.error().message.find(std::to_string(newer)) != std::string::npos);
+        CHECK(st.error().message.find("(" + std::to_string(latestSchemaVersion()) + ")") !=
+              std::string::npos);
+        CHECK(*schemaVersion(db) == newer);  // left as it was
+    }
+    auto writer = openWriter(path);
+    REQUIRE_FALSE(writer);
+    CHECK(writer.error().code == "schema_too_new");
+}
+
+TEST_CASE("a store file that etld never initialised is refused as no_store") {
+    TempDir dir;
+    const std::string path = dir.file("etl.db");
+    {
+        auto raw = Connection::open(path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE);
+        REQUIRE(raw);
+        REQUIRE(raw->exec("CREATE TABLE unrelated (x)"));
+    }
+    auto reader = openReader(path);
+    REQUIRE_FALSE(reader);
+    CHECK(reader.error().code == "no_store");
+    auto missing = openReader(dir.file("absent.db"));
+    REQUIRE_FALSE(missing);
+    CHECK(missing.error().code == "no_store");
+}
