@@ -55,18 +55,25 @@ bool Client::call(std::string_view method, const rapidjson::Value* params,
     const std::string line = protocol::requestLine(id, method, params);
     const std::int64_t deadline = monotonicMs() + timeoutMs_;
     size_t sent = 0;
+    std::string sendFailure;
     while (sent < line.size()) {
         const ssize_t n = ::send(fd_.get(), line.data() + sent, line.size() - sent, MSG_NOSIGNAL);
         if (n < 0) {
             if (errno == EINTR) continue;
-            error = {Failure::Closed, std::string("the daemon closed the connection: ") + std::strerror(errno)};
-            return false;
+            // The daemon may have spoken and closed before reading us (a
+            // permission_denied or unavailable sent at accept): that line is
+            // still in our receive queue, and it is the real answer.
+            sendFailure = std::string("the daemon closed the connection: ") + std::strerror(errno);
+            break;
         }
         sent += static_cast<size_t>(n);
     }
     for (;;) {
         std::string reply;
-        if (!readLine(reply, deadline, error)) return false;
+        if (!readLine(reply, deadline, error)) {
+            if (!sendFailure.empty()) error = {Failure::Closed, sendFailure};
+            return false;
+        }
         auto parsed = protocol::parseResponse(reply);
         if (!parsed) {
             error = {Failure::Other, parsed.error().message};

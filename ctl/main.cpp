@@ -18,7 +18,9 @@ void printUsage(FILE* out) {
                  "       etlctl --help | --version\n\n"
                  "global options:\n"
                  "  --socket PATH   the daemon's control socket (env ETLD_SOCKET)\n"
-                 "  --db PATH       the store (env ETLD_DB); checked against the daemon's\n\n"
+                 "  --db PATH       the store (env ETLD_DB); checked against the daemon's\n"
+                 "with neither, a daemon at the default socket is asked first, then the\n"
+                 "system instance's (/run/etld/$USER/etld.sock, /var/lib/etld/$USER/etl.db)\n\n"
                  "verbs:\n");
     for (const auto& v : etld::ctl::verbs()) std::fprintf(out, "  %-10s %s\n", v.name, v.summary);
     std::fprintf(out, "\n'etlctl <verb> --help' shows a verb's options.\n");
@@ -75,6 +77,8 @@ int main(int argc, char** argv) {
     const auto envDb = etld::envValue("ETLD_DB");
     global.storeGiven = dbFlag.has_value() || envDb.has_value();
     global.storePath = dbFlag ? *dbFlag : envDb.value_or(etld::defaultStorePath());
+    if (!socketFlag && !dbFlag && !etld::envValue("ETLD_SOCKET") && !envDb)
+        global.systemInstance = systemInstanceForCurrentUser();
     std::vector<std::string> args(argv + i + 1, argv + argc);
     return verb->run(global, args);
 }

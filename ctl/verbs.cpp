@@ -1,7 +1,11 @@
 #include "verbs.h"
 
+#include <pwd.h>
+#include <sys/stat.h>
+#include <poll.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstdio>
 #include <cstdlib>
 #include <cxxopts.hpp>
@@ -19,6 +23,40 @@ namespace {
 
 // How long etlctl waits for the daemon by default (status spec).
 constexpr int kDefaultTimeoutMs = 2000;
+// The password database's buffer when sysconf cannot say.
+constexpr long kPasswdBufferBytes = 16384;
+
+// stat() succeeds, or fails for another reason than absence (a directory we
+// cannot search may still hold a store: try it and report what it says).
+bool mayExist(const std::string& path) {
+    struct stat st {};
+    return ::stat(path.c_str(), &st) == 0 || errno != ENOENT;
+}
+
+// The store the fallback reads: the resolved one, or the system instance's
+// when the resolved (default) one does not exist and the system one may.
+std::string storeToRead(const GlobalOptions& g) {
+    if (g.systemInstance && !mayExist(g.storePath) && mayExist(g.systemInstance->storePath))
+        return g.systemInstance->storePath;
+    return g.storePath;
+}
+
+// Connects to the resolved socket and, when nothing answers there (refused
+// or absent), to the system instance's if it is to be tried. Whatever the
+// second socket says other than "nothing here" is the answer; when neither
+// answers, the error names both.
+bool connectDaemon(const GlobalOptions& g, int timeoutMs, Client& client, ClientError& err) {
+    if (Client::connect(g.socketPath, timeoutMs, client, err)) return true;
+    if (err.kind != Failure::NoDaemon || !g.systemInstance) return false;
+    ClientError systemErr;
+    if (Client::connect(g.systemInstance->socketPath, timeoutMs, client, systemErr)) return true;
+    if (systemErr.kind != Failure::NoDaemon) {
+        err = systemErr;
+        return false;
+    }
+    err.message += "; nor at the system instance's " + g.systemInstance->socketPath;
+    return false;
+}
 
 // Why no status document could be had, in the --check table's terms.
 enum class NoDocument {
@@ -41,9 +79,10 @@ Obtained fail(NoDocument kind, std::string message) {
 }
 
 Obtained fromStore(const GlobalOptions& g) {
-    auto db = store::openReader(g.storePath);
+    const std::string path = storeToRead(g);
+    auto db = store::openReader(path);
     if (!db) return fail(NoDocument::Unknown, "cannot read the store: " + db.error().message);
-    auto in = store::readStatusInput(*db, g.storePath);
+    auto in = store::readStatusInput(*db, path);
     if (!in) return fail(NoDocument::Unknown, "cannot read the store: " + in.error().message);
     Obtained o;
     o.doc = status::assembleStatus(*in, SystemClock().now());
@@ -55,7 +94,7 @@ Obtained obtainStatus(const GlobalOptions& g, bool offline, bool noFallback, int
     if (offline) return fromStore(g);
     Client client;
     ClientError err;
-    if (!Client::connect(g.socketPath, timeoutMs, client, err)) {
+    if (!connectDaemon(g, timeoutMs, client, err)) {
         if (err.kind == Failure::NoDaemon && !noFallback) return fromStore(g);
         return fail(NoDocument::Unknown, err.message);
     }
@@ -190,7 +229,7 @@ int runSync(const GlobalOptions& g, const std::vector<std::string>& args) {
     rapidjson::Document params(rapidjson::kObjectType);
     params.AddMember("timeout_ms", timeoutMs, params.GetAllocator());
     // The socket deadline leaves the daemon time to answer `unavailable` itself.
-    if (!Client::connect(g.socketPath, timeoutMs + kDefaultTimeoutMs, client, err) ||
+    if (!connectDaemon(g, timeoutMs + kDefaultTimeoutMs, client, err) ||
         !client.call("sync", &params, reply, err)) {
         std::fprintf(stderr, "etlctl: %s\n", err.message.c_str());
         return kExitFailed;
@@ -223,7 +262,7 @@ int runSimple(const GlobalOptions& g, const std::vector<std::string>& args, cons
     Client client;
     ClientError err;
     protocol::Response reply;
-    if (!Client::connect(g.socketPath, (*parsed)["timeout"].as<int>(), client, err) ||
+    if (!connectDaemon(g, (*parsed)["timeout"].as<int>(), client, err) ||
         !client.call(method, nullptr, reply, err)) {
         std::fprintf(stderr, "etlctl: %s\n", err.message.c_str());
         return kExitFailed;
@@ -236,6 +275,104 @@ int runSimple(const GlobalOptions& g, const std::vector<std::string>& args, cons
     return kExitOk;
 }
 
+// One line of progress: a bar on a terminal, nothing elsewhere.
+void drawProgress(const rapidjson::Value& job) {
+    auto num = [&](const char* k) -> double {
+        auto it = job.FindMember(k);
+        return it != job.MemberEnd() && it->value.IsNumber() ? it->value.GetDouble() : 0.0;
+    };
+    const double done = num("bytes_done"), total = num("bytes_total");
+    const double fraction = total > 0 ? std::min(1.0, done / total) : 0.0;
+    constexpr int kBarWidth = 30;
+    const int filled = static_cast<int>(fraction * kBarWidth);
+    std::string bar(static_cast<size_t>(filled), '#');
+    bar.resize(kBarWidth, '.');
+    std::fprintf(stderr, "\r[%s] %3d%%  %s / %s bytes  %s events  %.1f MB/s", bar.c_str(),
+                 static_cast<int>(fraction * 100), status::withThousands(static_cast<long long>(done)).c_str(),
+                 status::withThousands(static_cast<long long>(total)).c_str(),
+                 status::withThousands(static_cast<long long>(num("events_done"))).c_str(),
+                 num("bytes_per_second") / 1e6);
+    if (auto eta = job.FindMember("eta_seconds"); eta != job.MemberEnd() && eta->value.IsInt64())
+        std::fprintf(stderr, "  eta %llds", static_cast<long long>(eta->value.GetInt64()));
+    std::fflush(stderr);
+}
+
+// backfill: starts the job; --wait follows it to its end (exit 1 if it failed).
+int runBackfill(const GlobalOptions& g, const std::vector<std::string>& args) {
+    cxxopts::Options spec("etlctl backfill", "rescan every root (--force: re-read and re-price everything)");
+    spec.add_options()
+        ("force", "re-read every file from its first byte, re-price every event, rebuild the marts")
+        ("wait", "follow the job until it ends; a progress bar on a terminal")
+        ("h,help", "this help");
+    auto parsed = parseVerbArgs(spec, args);
+    if (!parsed) return kExitBadArguments;
+    if (parsed->count("help")) {
+        std::fputs(spec.help().c_str(), stdout);
+        return kExitOk;
+    }
+    Client client;
+    ClientError err;
+    protocol::Response reply;
+    rapidjson::Document params(rapidjson::kObjectType);
+    params.AddMember("force", parsed->count("force") > 0, params.GetAllocator());
+    if (!connectDaemon(g, kDefaultTimeoutMs, client, err) ||
+        !client.call("backfill", &params, reply, err)) {
+        std::fprintf(stderr, "etlctl: %s (etlctl never writes the store; with the daemon down, "
+                             "run 'etld --backfill')\n", err.message.c_str());
+        return kExitFailed;
+    }
+    if (!reply.ok) {
+        std::string running;
+        if (reply.errorData.IsObject())
+            if (auto it = reply.errorData.FindMember("job_id"); it != reply.errorData.MemberEnd() && it->value.IsString())
+                running = std::string(" (job ") + it->value.GetString() + ")";
+        std::fprintf(stderr, "etlctl: %s: %s%s\n", reply.errorCode.c_str(), reply.errorMessage.c_str(), running.c_str());
+        return kExitFailed;
+    }
+    const std::string jobId = reply.result["job_id"].GetString();
+    std::printf("backfill %s started\n", jobId.c_str());
+    if (!parsed->count("wait")) return kExitOk;
+    std::fflush(stdout);
+    const bool bar = isatty(STDERR_FILENO);
+    constexpr int kPollMs = 200;  // a person watching; not a test
+    for (;;) {
+        if (!client.call("status", nullptr, reply, err) || !reply.ok) {
+            std::fprintf(stderr, "\netlctl: lost the daemon while waiting: %s\n",
+                         reply.ok ? err.message.c_str() : reply.errorMessage.c_str());
+            return kExitFailed;
+        }
+        const auto& doc = reply.result;
+        auto cur = doc.FindMember("current_job");
+        if (cur != doc.MemberEnd() && cur->value.IsObject() &&
+            std::string(cur->value["job_id"].GetString()) == jobId) {
+            if (bar) drawProgress(cur->value);
+            poll(nullptr, 0, kPollMs);
+            continue;
+        }
+        if (bar) std::fprintf(stderr, "\n");
+        auto last = doc.FindMember("last_job");
+        if (last == doc.MemberEnd() || !last->value.IsObject() ||
+            std::string(last->value["job_id"].GetString()) != jobId) {
+            std::fprintf(stderr, "etlctl: the job ended but its record is gone\n");
+            return kExitFailed;
+        }
+        const auto& job = last->value;
+        const std::string result = job["status"].GetString();
+        const auto started = parseStatusTime(job["started_at"].GetString());
+        const auto completed = parseStatusTime(job["completed_at"].GetString());
+        const double seconds = started && completed ? static_cast<double>(*completed - *started) / 1e6 : 0;
+        if (result != "complete") {
+            auto e = job.FindMember("error");
+            std::printf("backfill %s failed after %.1fs: %s\n", jobId.c_str(), seconds,
+                        e != job.MemberEnd() && e->value.IsString() ? e->value.GetString() : "unknown error");
+            return kExitFailed;
+        }
+        std::printf("backfill %s complete in %.1fs: %s events in the store\n", jobId.c_str(), seconds,
+                    status::withThousands(doc["events"]["total"].GetInt64()).c_str());
+        return kExitOk;
+    }
+}
+
 int runPing(const GlobalOptions& g, const std::vector<std::string>& args) {
     return runSimple(g, args, "ping", "pong");
 }
@@ -246,12 +383,27 @@ int runRefresh(const GlobalOptions& g, const std::vector<std::string>& args) {
 
 }  // namespace
 
+std::optional<SystemInstance> systemInstanceForCurrentUser() {
+    const long size = ::sysconf(_SC_GETPW_R_SIZE_MAX);
+    std::vector<char> buffer(static_cast<std::size_t>(size > 0 ? size : kPasswdBufferBytes));
+    passwd entry{};
+    passwd* found = nullptr;
+    if (::getpwuid_r(::getuid(), &entry, buffer.data(), buffer.size(), &found) != 0 || !found)
+        return std::nullopt;
+    const std::string user = found->pw_name ? found->pw_name : "";
+    if (user.empty() || user == "." || user == ".." || user.find('/') != std::string::npos)
+        return std::nullopt;
+    return SystemInstance{std::string(kSystemRuntimeDir) + "/" + user + "/etld.sock",
+                          std::string(kSystemStateDir) + "/" + user + "/etl.db"};
+}
+
 const std::vector<Verb>& verbs() {
     static const std::vector<Verb> table = {
         {"status", "the pipeline's health, from the daemon or the store", &runStatus},
         {"ping", "check that the daemon answers", &runPing},
         {"sync", "wait until the store and marts hold every complete line on disk", &runSync},
         {"refresh", "schedule a full rescan and cycle; answers at once", &runRefresh},
+        {"backfill", "rescan everything as a tracked job (--force: re-read, re-price, rebuild)", &runBackfill},
     };
     return table;
 }

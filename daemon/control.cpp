@@ -190,11 +190,12 @@ void Call::fail(ErrorCode code, std::string_view message, const rapidjson::Value
     finish(protocol::errorLine(id(), code, message, data));
 }
 
+void Call::keepOpen() const {
+    if (auto client = state_->client.lock()) client->keepCallOpen();
+}
+
 void Call::sendEvent(std::string_view event, const rapidjson::Value& result) const {
-    if (auto client = state_->client.lock()) {
-        client->keepCallOpen();
-        client->send(protocol::eventLine(id(), event, result));
-    }
+    if (auto client = state_->client.lock()) client->send(protocol::eventLine(id(), event, result));
 }
 
 ControlServer::ControlServer(uv_loop_t* loop, std::string socketPath)
@@ -317,7 +318,7 @@ void ControlServer::accept() {
                                                  "this daemon serves only its own user"));
         return;
     }
-    if (clients_.size() > kMaxClients) {
+    if (clients_.size() > maxClients_) {
         client->sendAndClose(protocol::errorLine(nullId, ErrorCode::Unavailable,
                                                  "too many clients, try again later"));
         return;

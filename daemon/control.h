@@ -53,7 +53,10 @@ public:
     void reply(const rapidjson::Value& result) const;
     void fail(protocol::ErrorCode code, std::string_view message,
               const rapidjson::Value* data = nullptr) const;
-    // Subscriptions: an extra line that does not complete the call.
+    // Subscriptions: the connection takes no other requests from now on and
+    // is never closed as idle (call before reply()).
+    void keepOpen() const;
+    // Subscriptions: an extra line after the reply.
     void sendEvent(std::string_view event, const rapidjson::Value& result) const;
 
 private:
@@ -91,6 +94,8 @@ public:
     std::size_t clientCount() const { return clients_.size(); }
     void setIdleTimeoutMs(std::uint64_t ms) { idleTimeoutMs_ = ms; }
     std::uint64_t idleTimeoutMs() const { return idleTimeoutMs_; }
+    // Lowers the client limit (tests; kMaxClients otherwise).
+    void setMaxClients(std::size_t n) { maxClients_ = n; }
 
 private:
     friend class Client;
@@ -105,6 +110,7 @@ private:
     bool listening_ = false;
     uid_t ownUid_;
     std::uint64_t idleTimeoutMs_ = kClientIdleTimeoutMs;
+    std::size_t maxClients_ = kMaxClients;
     std::unordered_map<std::string, MethodSpec> methods_;
     std::vector<std::string> methodOrder_;
     std::unordered_map<Client*, std::shared_ptr<Client>> clients_;

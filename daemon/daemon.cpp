@@ -1,5 +1,6 @@
 #include "daemon.h"
 
+#include <sys/random.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -7,6 +8,7 @@
 
 #include "etld_config.h"
 #include "log.h"
+#include "store/marts.h"
 #include "store/schema.h"
 #include "store/store.h"
 #include "util/paths.h"
@@ -23,6 +25,12 @@ constexpr std::uint64_t kSafetyNetRescanMs = 15 * 60 * 1000;
 // Backoff of a failing cycle (a store fault): first retry, and the cap.
 constexpr std::uint64_t kRetryFirstMs = 250;
 constexpr std::uint64_t kRetryMaxMs = 30 * 1000;
+// Events a mart absorbs per refresh step: each step is one transaction, so
+// status keeps answering and last_refresh_ts keeps moving during a backlog.
+constexpr std::int64_t kMartStepEvents = 5000;
+// Ingest steps per writer task: between tasks, live appends, syncs and job
+// steps get their turn on the writer.
+constexpr std::int64_t kStepsPerCycleTask = 8;
 // How long `sync` waits by default (protocol spec).
 constexpr std::int64_t kDefaultSyncTimeoutMs = 30000;
 
@@ -39,14 +47,30 @@ Daemon::~Daemon() {
 int Daemon::run() {
     if (auto st = start(); !st) {
         log::error(st.error().message);
+        if (systemd_) systemd_->failed(st.error().message);
         shutdown();
         return 1;
     }
-    log::info("etld " ETLD_VERSION " serving " + options_.storePath + " on " +
-              options_.socketPath);
+    int exitCode = 0;
+    if (options_.backfill) {
+        // The same job as the `backfill` method, in the foreground: the loop
+        // stops when it ends.
+        onJobFinished_ = [this, &exitCode](const status::Job& job) {
+            exitCode = job.status == "complete" ? 0 : 1;
+            uv_stop(&loop_);
+        };
+        if (auto job = startBackfill(options_.backfillForce); !job) {
+            log::error("cannot start the backfill: " + job.error().message);
+            shutdown();
+            return 1;
+        }
+    } else {
+        log::info("etld " ETLD_VERSION " serving " + options_.storePath + " on " +
+                  options_.socketPath);
+    }
     uv_run(&loop_, UV_RUN_DEFAULT);
     shutdown();
-    return 0;
+    return exitCode;
 }
 
 Status Daemon::start() {
@@ -54,6 +78,7 @@ Status Daemon::start() {
         return Error{"loop", std::string("cannot start the event loop: ") + uv_strerror(rc)};
     loopInitialized_ = true;
     startedAt_ = clock_.now();
+    startServiceManager();  // before the store: migrations extend the start timeout
 
     // The lock comes first: nothing, not even the socket path, is touched by
     // a second daemon.
@@ -73,7 +98,7 @@ Status Daemon::start() {
         prices_.merge(*extra);
     }
 
-    auto db = store::openWriter(options_.storePath);
+    auto db = store::openWriter(options_.storePath, storeOpenOptions());
     if (!db) return Error{db.error().code, "cannot open the store: " + db.error().message};
     if (auto n = store::failInterruptedJobs(*db); !n) {
         return n.error();
@@ -88,6 +113,7 @@ Status Daemon::start() {
     state_.lockHeldBy = getpid();
     state_.daemon = status::DaemonInfo{getpid(), ETLD_VERSION, startedAt_};
     if (auto st = store::readCounters(*db, state_); !st) return st;
+    if (auto recorded = store::readStatusInput(*db, options_.storePath)) state_.lastJob = recorded->lastJob;
     ingest_ = std::make_unique<IngestEngine>(
         resolveRoots(options_.claudeRoots, options_.codexRoots, options_.geminiRoots), prices_, clock_);
     if (auto st = ingest_->load(*db); !st) return Error{st.error().code, "cannot load checkpoints: " + st.error().message};
@@ -102,24 +128,29 @@ Status Daemon::start() {
         timer->get()->data = this;
     }
 
-    control_ = std::make_unique<ControlServer>(&loop_, options_.socketPath);
-    registerMethods();
-    if (options_.testHooks) registerTestHooks();
-    if (auto st = control_->listen(); !st) return st;
+    if (!options_.backfill) {  // a foreground backfill serves no socket
+        subscriptions_ = std::make_unique<Subscriptions>(&loop_, clock_, [this] { return state_; });
+        control_ = std::make_unique<ControlServer>(&loop_, options_.socketPath);
+        registerMethods();
+        if (options_.testHooks) registerTestHooks();
+        if (auto st = control_->listen(); !st) return st;
+    }
 
-    for (auto* sig : {&sigterm_, &sigint_}) {
+    for (auto* sig : {&sigterm_, &sigint_, &sighup_}) {
         uv_signal_init(&loop_, sig->get());
         sig->markInitialized();
         sig->get()->data = this;
     }
     uv_signal_start(sigterm_.get(), &Daemon::onSignal, SIGTERM);
     uv_signal_start(sigint_.get(), &Daemon::onSignal, SIGINT);
+    uv_signal_start(sighup_.get(), &Daemon::onReloadSignal, SIGHUP);
 
-    if (options_.watcherEnabled) {
+    if (options_.watcherEnabled && !options_.backfill) {
         startWatching();
         fullRescanWanted_ = true;  // the start-up reconciliation
         scheduleCycle();
     }
+    systemd_->ready();  // store open, socket listening, reconciliation scheduled
     return {};
 }
 
@@ -170,15 +201,23 @@ std::vector<status::SourceState> Daemon::sourcesWithWatchModes() const {
 
 void Daemon::scheduleCycle() {
     if (cycleInFlight_ || stopping_ || !writer_) return;
-    if (!fullRescanWanted_ && dirtyPaths_.empty() && syncWaiters_.empty()) return;
+    // A job's first cycle rescans everything (and, forced, re-reads every file).
+    const bool jobStarting = job_ && job_->phase == JobPhase::Scan;
+    if (!fullRescanWanted_ && dirtyPaths_.empty() && syncWaiters_.empty() && !engineBusy_ &&
+        !jobStarting)
+        return;
     if (uv_is_active(reinterpret_cast<uv_handle_t*>(retryTimer_.get()))) return;  // backing off
     CycleRequest request;
-    request.fullRescan = fullRescanWanted_ || !syncWaiters_.empty();
+    request.fullRescan = fullRescanWanted_ || !syncWaiters_.empty() || jobStarting;
+    request.rereadAll = jobStarting && job_->force;
     request.paths.assign(dirtyPaths_.begin(), dirtyPaths_.end());
     dirtyPaths_.clear();
     fullRescanWanted_ = false;
-    std::vector<std::uint64_t> syncIds = std::move(syncWaiters_);
+    // These syncs saw their rescan start: they are answered once the engine
+    // has read everything and every mart absorbed it.
+    for (auto id : syncWaiters_) drainingSyncs_.push_back(id);
     syncWaiters_.clear();
+    if (jobStarting) job_->phase = JobPhase::Reread;
     cycleInFlight_ = true;
 
     store::DaemonSnapshot base;
@@ -188,33 +227,60 @@ void Daemon::scheduleCycle() {
     base.watcherEnabled = options_.watcherEnabled;
     auto* engine = ingest_.get();
     auto* writer = writer_.get();
-    auto eventsInCycle = std::make_shared<std::int64_t>(0);
+    auto report = std::make_shared<CycleReport>();
     writer_->post(
         [=, this](store::Connection& db) -> Status {
+            std::int64_t eventsInCycle = 0;
             auto inStep = [&](store::Connection& conn, const StepReport& step) -> Status {
                 store::DaemonSnapshot snap = base;
                 snap.lastRefresh = step.committedAt;
-                snap.eventsInLastCycle = *eventsInCycle + step.eventsChanged;
+                snap.eventsInLastCycle = eventsInCycle + step.eventsChanged;
                 snap.sources = engine->sourcesState();
                 snap.recordedAt = step.committedAt;
                 return store::recordDaemonState(conn, snap);
             };
             auto afterStep = [&](const StepReport& step) {
                 writer->heartbeat();
-                *eventsInCycle += step.eventsChanged;
-                status::StatusInput counters;
-                if (!store::readCounters(db, counters)) return;
-                writer->postToLoop([this, counters = std::move(counters),
-                                    sources = engine->sourcesState(), at = step.committedAt,
-                                    n = *eventsInCycle]() mutable {
-                    onStepCommitted(std::move(counters), std::move(sources), at, n);
-                });
+                eventsInCycle += step.eventsChanged;
+                reportCounters(db, step.committedAt, eventsInCycle);
             };
-            auto cycle = engine->runCycle(db, request, inStep, afterStep);
+            auto cycle = engine->runCycle(db, request, inStep, afterStep, kStepsPerCycleTask);
             if (!cycle) return cycle.error();
-            return {};
+            *report = *cycle;
+            if (holdRefresh_.load()) return {};  // test hook: marts held back
+            return refreshMartsInSteps(db);
         },
-        [this, syncIds](const Status& result) { onCycleDone(result, syncIds); });
+        [this, report](const Status& result) { onCycleDone(result, *report); });
+}
+
+// Writer thread: bounded refresh steps until every mart absorbed everything,
+// each reported to the loop like an ingest step.
+Status Daemon::refreshMartsInSteps(store::Connection& db, std::int64_t maxSteps) {
+    for (std::int64_t step = 0; maxSteps < 0 || step < maxSteps; ++step) {
+        const UnixMicros now = clock_.now();
+        auto stats = store::refreshMarts(db, now, kMartStepEvents);
+        if (!stats) return stats.error();
+        writer_->heartbeat();
+        reportCounters(db, now);
+        if (stats->caughtUp) break;
+    }
+    return {};
+}
+
+// Writer thread: sends the store's counters and the engine's sources to the
+// loop after a commit.
+void Daemon::reportCounters(store::Connection& db, UnixMicros committedAt,
+                            std::optional<std::int64_t> eventsInCycle) {
+    status::StatusInput counters;
+    if (auto st = store::readCounters(db, counters); !st) {
+        log::warning("cannot read the store's counters: " + st.error().message + ", skipping");
+        return;
+    }
+    writer_->postToLoop([this, counters = std::move(counters), sources = ingest_->sourcesState(),
+                         committedAt, eventsInCycle]() mutable {
+        onStepCommitted(std::move(counters), std::move(sources), committedAt,
+                        eventsInCycle.value_or(state_.eventsInLastCycle.value_or(0)));
+    });
 }
 
 void Daemon::onStepCommitted(status::StatusInput counters, std::vector<status::SourceState> sources,
@@ -228,16 +294,16 @@ void Daemon::onStepCommitted(status::StatusInput counters, std::vector<status::S
     state_.eventsInLastCycle = eventsInCycle;
     engineSources_ = std::move(sources);
     state_.sources = sourcesWithWatchModes();
+    systemd_->refreshStatus();
+    if (subscriptions_) subscriptions_->publish();
 }
 
-void Daemon::onCycleDone(const Status& result, const std::vector<std::uint64_t>& syncIds) {
+void Daemon::onCycleDone(const Status& result, const CycleReport& report) {
     cycleInFlight_ = false;
     if (!result) {
         setFault(result.error());
         // What could not be written is read again: the next cycle rescans.
         fullRescanWanted_ = true;
-        for (auto id : syncIds)
-            if (syncs_.count(id)) syncWaiters_.push_back(id);
         retryDelayMs_ = retryDelayMs_ == 0 ? kRetryFirstMs : std::min(retryDelayMs_ * 2, kRetryMaxMs);
         uv_timer_start(retryTimer_.get(), [](uv_timer_t* t) noexcept {
             static_cast<Daemon*>(t->data)->scheduleCycle();
@@ -246,14 +312,169 @@ void Daemon::onCycleDone(const Status& result, const std::vector<std::uint64_t>&
     }
     retryDelayMs_ = 0;
     clearFault();
+    engineBusy_ = report.morePending;
     state_.sources = sourcesWithWatchModes();
-    for (auto id : syncIds) {
-        auto it = syncs_.find(id);
-        if (it == syncs_.end()) continue;  // timed out meanwhile
-        answerSync(it->second->call);
-        syncs_.erase(it);
+    if (job_) onJobCycle(report);
+    if (!engineBusy_) {
+        for (auto id : drainingSyncs_) {
+            auto it = syncs_.find(id);
+            if (it == syncs_.end()) continue;  // timed out meanwhile
+            answerSync(it->second->call);
+            syncs_.erase(it);
+        }
+        drainingSyncs_.clear();
     }
     scheduleCycle();
+}
+
+// 32 lowercase hex characters from the kernel's random source.
+static std::string newJobId() {
+    unsigned char bytes[16] = {};
+    std::size_t got = 0;
+    while (got < sizeof bytes) {
+        const ssize_t n = ::getrandom(bytes + got, sizeof bytes - got, 0);
+        if (n <= 0) break;
+        got += static_cast<std::size_t>(n);
+    }
+    static constexpr char kHex[] = "0123456789abcdef";
+    std::string id;
+    for (unsigned char b : bytes) {
+        id += kHex[b >> 4];
+        id += kHex[b & 15];
+    }
+    return id;
+}
+
+Result<status::Job> Daemon::startBackfill(bool force) {
+    if (job_) return Error{"busy", job_->record.jobId};
+    ActiveJob job;
+    job.force = force;
+    job.record.jobId = newJobId();
+    job.record.startedAt = clock_.now();
+    job.record.force = force;
+    job.record.status = "running";
+    job.record.progress.updatedAt = job.record.startedAt;
+    job_ = std::move(job);
+    state_.currentJob = job_->record;
+    if (subscriptions_) subscriptions_->publish();
+    log::info(std::string("backfill ") + job_->record.jobId + (force ? " (forced)" : "") + " started");
+    recordJob();
+    // Without --force: a full rescan and catch-up. With it: every file again
+    // from byte 0 (scheduleCycle sees the Scan phase), then re-pricing, then a rebuild.
+    scheduleCycle();
+    return job_->record;
+}
+
+void Daemon::recordJob() {
+    if (!job_ && !state_.lastJob) return;
+    status::Job record = job_ ? job_->record : *state_.lastJob;
+    writer_->post([record](store::Connection& db) -> Status {
+        auto tx = store::Transaction::begin(db);
+        if (!tx) return tx.error();
+        if (auto st = store::recordJob(db, record); !st) return st;
+        return tx->commit();
+    }, [](const Status& st) {
+        if (!st) log::warning("cannot record the backfill job: " + st.error().message + ", skipping");
+    });
+}
+
+void Daemon::onJobCycle(const CycleReport& report) {
+    ActiveJob& job = *job_;
+    if (job.phase == JobPhase::Scan) return;  // a cycle that began before the job
+    auto& progress = job.record.progress;
+    if (job.bytesBase < 0) {
+        // The job's first cycle: what it had to read is what it found.
+        job.bytesBase = report.bytesReadBySteps - std::min(report.bytesReadBySteps, report.bytesToRead);
+        progress.bytesTotal = report.bytesToRead;
+    }
+    progress.bytesDone = std::min(progress.bytesTotal, report.bytesReadBySteps - job.bytesBase);
+    progress.eventsDone += report.eventsChanged;
+    const UnixMicros now = clock_.now();
+    const double seconds = static_cast<double>(now - job.record.startedAt) / kMicrosPerSecond;
+    progress.bytesPerSecond = seconds > 0 ? static_cast<double>(progress.bytesDone) / seconds : 0;
+    progress.etaSeconds = progress.bytesPerSecond > 0
+        ? std::optional<std::int64_t>(static_cast<std::int64_t>(
+              static_cast<double>(progress.bytesTotal - progress.bytesDone) / progress.bytesPerSecond))
+        : std::nullopt;
+    progress.updatedAt = now;
+    state_.currentJob = job.record;
+    if (report.morePending || job.phase == JobPhase::Reprice || job.phase == JobPhase::Rebuild) {
+        recordJob();
+        return;
+    }
+    if (!job.force) {
+        finishJob(std::nullopt);
+        return;
+    }
+    if (job.phase == JobPhase::Reread) {
+        job.phase = JobPhase::Reprice;
+        job.repriceEndId = state_.maxEventId;
+        recordJob();
+        runRepriceStep();
+    }
+}
+
+void Daemon::runRepriceStep() {
+    constexpr std::int64_t kRepriceBatch = 2000;  // events per transaction
+    const std::int64_t after = job_->repriceAfterId, end = job_->repriceEndId;
+    auto out = std::make_shared<RepriceReport>();
+    auto* engine = ingest_.get();
+    writer_->post([=, this](store::Connection& db) -> Status {
+        auto r = engine->repriceStep(db, after, end, kRepriceBatch);
+        if (!r) return r.error();
+        *out = *r;
+        writer_->heartbeat();
+        reportCounters(db, clock_.now());
+        return {};
+    }, [this, out](const Status& st) {
+        if (!job_) return;
+        if (!st) {
+            finishJob("re-pricing failed: " + st.error().message);
+            return;
+        }
+        job_->repriceAfterId = out->lastId;
+        job_->record.progress.eventsDone += out->revised;
+        job_->record.progress.updatedAt = clock_.now();
+        state_.currentJob = job_->record;
+        if (out->done) {
+            runRebuild();
+        } else {
+            recordJob();
+            runRepriceStep();
+        }
+    });
+}
+
+void Daemon::runRebuild() {
+    job_->phase = JobPhase::Rebuild;
+    recordJob();
+    writer_->post([this](store::Connection& db) -> Status {
+        const UnixMicros now = clock_.now();
+        if (auto st = store::rebuildMarts(db, now); !st) return st;
+        reportCounters(db, now);
+        return {};
+    }, [this](const Status& st) {
+        if (!job_) return;
+        finishJob(st ? std::nullopt : std::optional<std::string>("rebuilding the marts failed: " + st.error().message));
+    });
+}
+
+void Daemon::finishJob(const std::optional<std::string>& error) {
+    status::Job record = job_->record;
+    record.status = error ? "failed" : "complete";
+    record.error = error;
+    record.completedAt = clock_.now();
+    record.progress.updatedAt = *record.completedAt;
+    job_.reset();
+    state_.currentJob.reset();
+    state_.lastJob = record;
+    if (subscriptions_) subscriptions_->publish();
+    if (error) log::error("backfill " + record.jobId + " failed: " + *error);
+    else log::info("backfill " + record.jobId + " complete: " +
+                   std::to_string(record.progress.bytesDone) + " bytes, " +
+                   std::to_string(record.progress.eventsDone) + " events");
+    recordJob();
+    if (onJobFinished_) onJobFinished_(record);
 }
 
 void Daemon::setFault(const Error& error) {
@@ -264,11 +485,15 @@ void Daemon::setFault(const Error& error) {
         state_.fault->code = error.code;
         state_.fault->message = error.message;
     }
+    systemd_->refreshStatus();
+    if (subscriptions_) subscriptions_->publish();
 }
 
 void Daemon::clearFault() {
     if (state_.fault) log::info("store writes recovered");
     state_.fault.reset();
+    systemd_->refreshStatus();
+    if (subscriptions_) subscriptions_->publish();
 }
 
 void Daemon::answerSync(const Call& call) {
@@ -290,14 +515,18 @@ void Daemon::failSync(const Call& call) {
     call.fail(ErrorCode::Unavailable, "sync did not complete within its timeout", &data);
 }
 
-// The one shutdown order: stop accepting and close clients, finish and commit
-// what the writer has, stop signals and timers, then turn the loop until every
-// handle's close callback ran and the loop closes cleanly.
+// The one shutdown order: tell systemd STOPPING=1, stop accepting and close
+// clients, finish and commit what the writer has, stop signals and timers,
+// then turn the loop until every handle's close callback ran and the loop
+// closes cleanly.
 void Daemon::shutdown() {
     if (!loopInitialized_) return;
+    if (systemd_) systemd_->stopping();  // STOPPING=1; its timers close
     stopping_ = true;
+    if (subscriptions_) subscriptions_->close();
     if (control_) control_->close();
     syncWaiters_.clear();
+    drainingSyncs_.clear();
     syncs_.clear();
     if (watcher_) watcher_->close();
     retryTimer_.close();
@@ -308,10 +537,12 @@ void Daemon::shutdown() {
     }
     sigterm_.close();
     sigint_.close();
+    sighup_.close();
     uv_run(&loop_, UV_RUN_DEFAULT);  // runs the close callbacks
     control_.reset();
     writer_.reset();
     watcher_.reset();
+    subscriptions_.reset();
     uv_run(&loop_, UV_RUN_DEFAULT);
     if (uv_loop_close(&loop_) != 0) log::error("event loop closed with handles still open");
     loopInitialized_ = false;
@@ -392,6 +623,30 @@ void Daemon::registerMethods() {
         syncs_.emplace(p->id, std::move(pending));
         scheduleCycle();
     }});
+    control_->addMethod({"backfill", [this](const Call& call) {
+        bool force = false;
+        if (auto it = call.params().FindMember("force"); it != call.params().MemberEnd()) {
+            if (!it->value.IsBool()) {
+                call.fail(ErrorCode::InvalidParams, "\"force\" must be a JSON boolean");
+                return;
+            }
+            force = it->value.GetBool();
+        }
+        auto job = startBackfill(force);
+        if (!job) {
+            rapidjson::Document data(rapidjson::kObjectType);
+            data.AddMember("job_id", rapidjson::Value(job.error().message.c_str(), data.GetAllocator()),
+                           data.GetAllocator());
+            call.fail(ErrorCode::Busy, "a backfill job is already running", &data);
+            return;
+        }
+        rapidjson::Document r(rapidjson::kObjectType);
+        auto& a = r.GetAllocator();
+        r.AddMember("job_id", rapidjson::Value(job->jobId.c_str(), a), a);
+        r.AddMember("started_at", rapidjson::Value(formatStatusTime(job->startedAt).c_str(), a), a);
+        call.reply(r);
+    }});
+    control_->addMethod({"subscribe", [this](const Call& call) { subscriptions_->add(call); }});
     control_->addMethod({"refresh", [this](const Call& call) {
         fullRescanWanted_ = true;
         scheduleCycle();
@@ -424,6 +679,7 @@ void Daemon::registerTestHooks() {
         std::int64_t ms;
         if (!intParam(call, "ms", ms)) return;
         clock_.advance(ms * 1000);
+        if (subscriptions_) subscriptions_->publish();
         ok(call);
     }, false});
     control_->addMethod({"test.wedge_loop", [=](const Call& call) {
@@ -446,6 +702,36 @@ void Daemon::registerTestHooks() {
         if (!intParam(call, "ms", ms)) return;
         control_->setIdleTimeoutMs(static_cast<std::uint64_t>(ms));
         ok(call);
+    }, false});
+    control_->addMethod({"test.hold_refresh", [=, this](const Call& call) {
+        auto it = call.params().FindMember("hold");
+        if (it == call.params().MemberEnd() || !it->value.IsBool()) {
+            call.fail(ErrorCode::InvalidParams, "\"hold\" must be a boolean");
+            return;
+        }
+        holdRefresh_ = it->value.GetBool();
+        ok(call);
+    }, false});
+    control_->addMethod({"test.refresh_step", [=, this](const Call& call) {
+        std::int64_t maxEvents;
+        if (!intParam(call, "max_events", maxEvents)) return;
+        if (maxEvents < 1) {
+            call.fail(ErrorCode::InvalidParams, "\"max_events\" must be at least 1");
+            return;
+        }
+        writer_->post([this, maxEvents](store::Connection& db) -> Status {
+            const UnixMicros now = clock_.now();
+            auto stats = store::refreshMarts(db, now, maxEvents);
+            if (!stats) return stats.error();
+            reportCounters(db, now);
+            return {};
+        }, [this, call](const Status& st) {
+            if (!st) {
+                call.fail(ErrorCode::Internal, st.error().message);
+                return;
+            }
+            call.reply(status::assembleStatus(state_, clock_.now()));
+        });
     }, false});
     control_->addMethod({"test.clients", [this](const Call& call) {
         rapidjson::Document r(rapidjson::kObjectType);

@@ -469,7 +469,7 @@ void IngestEngine::statPath(const std::string& path, std::set<std::string>& seen
 Result<CycleReport> IngestEngine::runCycle(
     store::Connection& db, const CycleRequest& request,
     const std::function<Status(store::Connection&, const StepReport&)>& inStep,
-    const std::function<void(const StepReport&)>& afterStep) {
+    const std::function<void(const StepReport&)>& afterStep, std::int64_t maxSteps) {
     std::set<std::string> seen;
     if (request.fullRescan) {
         scanDirs_.clear();
@@ -488,8 +488,13 @@ Result<CycleReport> IngestEngine::runCycle(
     for (const auto& p : request.paths) statPath(p, seen);
 
     CycleReport report;
+    report.bytesToRead = request.rereadAll ? markAllForReread() : pendingBytes();
     bool more = true;
     while (more) {
+        if (maxSteps > 0 && report.steps >= maxSteps) {
+            report.morePending = true;
+            break;
+        }
         more = false;
         auto step = runStep(db, inStep, more);
         if (!step) return step.error();
@@ -497,6 +502,104 @@ Result<CycleReport> IngestEngine::runCycle(
         report.eventsChanged += step->eventsChanged;
         if (afterStep) afterStep(*step);
     }
+    report.bytesReadBySteps = bytesReadBySteps_;
+    return report;
+}
+
+bool IngestEngine::hasPendingWork() const {
+    if (!vanished_.empty()) return true;
+    for (const auto& [path, f] : files_) {
+        (void)path;
+        if (f.dirty) return true;
+    }
+    return false;
+}
+
+std::int64_t IngestEngine::markAllForReread() {
+    std::int64_t bytes = 0;
+    for (auto& [path, f] : files_) {
+        (void)path;
+        if (!f.present) continue;
+        f.dirty = true;
+        f.readFromStart = true;
+        f.failedSize = f.failedMtimeNs = -1;
+        bytes += f.seenSize;
+    }
+    return bytes;
+}
+
+std::int64_t IngestEngine::pendingBytes() const {
+    std::int64_t bytes = 0;
+    for (const auto& s : sourcesState()) bytes += s.bytesPending;
+    return bytes;
+}
+
+Result<RepriceReport> IngestEngine::repriceStep(store::Connection& db, std::int64_t afterId,
+                                                std::int64_t endId, std::int64_t batch) {
+    RepriceReport report;
+    report.lastId = afterId;
+    auto tx = store::Transaction::begin(db);
+    if (!tx) return tx.error();
+    auto select = db.cached(
+        "SELECT id, model, speed, input_tokens, output_tokens, cache_read_tokens, "
+        "cache_create_tokens, cache_create_1h_tokens, cost_usd, cost_source "
+        "FROM usage_events WHERE id > ?1 AND id <= ?2 ORDER BY id LIMIT ?3");
+    if (!select) return select.error();
+    store::Statement& s = **select;
+    s.bind(1, afterId).bind(2, endId).bind(3, batch);
+    struct Change {
+        std::int64_t id;
+        double cost;
+        std::string source;
+    };
+    std::vector<Change> changes;
+    for (;;) {
+        auto row = s.step();
+        if (!row) return row.error();
+        if (!*row) break;
+        ++report.examined;
+        report.lastId = s.columnInt(0);
+        if (s.columnText(9) == "live") continue;  // the line's own cost stands
+        sources::TokenCounts tokens;
+        tokens.input = s.columnInt(3);
+        tokens.output = s.columnInt(4);
+        tokens.cacheRead = s.columnInt(5);
+        tokens.cacheCreate = s.columnInt(6);
+        tokens.cacheCreate1h = s.columnInt(7);
+        const auto speed = s.columnText(2) == "fast" ? sources::Speed::Fast : sources::Speed::Standard;
+        const auto quote = sources::priceTokens(prices_, s.columnText(1), speed, tokens);
+        const std::string source(sources::costSourceName(quote.source));
+        if (quote.costUsd != s.columnDouble(8) || source != s.columnText(9))
+            changes.push_back({s.columnInt(0), quote.costUsd, source});
+    }
+    s.reset();
+    for (const auto& c : changes) {
+        // A revision: the row again under a fresh id, with the new price; the
+        // DELETE records the retraction (trigger), so marts take the old out.
+        auto copy = db.cached(
+            "INSERT INTO usage_events (provider, account, project_id, session_id, ts, day, model, "
+            "speed, input_tokens, output_tokens, cache_read_tokens, cache_create_tokens, "
+            "reasoning_tokens, cost_usd, cost_source, role, raw_extras, event_key, "
+            "cache_create_1h_tokens, source_path, source_offset, is_sidechain, has_speed, "
+            "message_id, request_id) SELECT provider, account, project_id, session_id, ts, day, "
+            "model, speed, input_tokens, output_tokens, cache_read_tokens, cache_create_tokens, "
+            "reasoning_tokens, ?2, ?3, role, raw_extras, '\x01' || event_key, "
+            "cache_create_1h_tokens, source_path, source_offset, is_sidechain, has_speed, "
+            "message_id, request_id FROM usage_events WHERE id = ?1");
+        if (!copy) return copy.error();
+        (*copy)->bind(1, c.id).bind(2, c.cost).bind(3, c.source);
+        if (auto st = (*copy)->run(); !st) return st.error();
+        const std::int64_t newId = db.lastInsertRowid();
+        if (auto st = deleteEvent(db, c.id); !st) return st.error();
+        // The copy took a placeholder key while the old row held the real one.
+        auto rekey = db.cached("UPDATE usage_events SET event_key = substr(event_key, 2) WHERE id = ?1");
+        if (!rekey) return rekey.error();
+        (*rekey)->bind(1, newId);
+        if (auto st = (*rekey)->run(); !st) return st.error();
+        ++report.revised;
+    }
+    if (auto st = tx->commit(); !st) return st.error();
+    report.done = report.examined < batch || report.lastId >= endId;
     return report;
 }
 
@@ -541,6 +644,7 @@ Result<StepReport> IngestEngine::runStep(
                 auto bytes = readAt(fd.get(), 0, size);
                 if (!bytes) continue;
                 readCounter += static_cast<std::int64_t>(bytes->size());
+                bytesReadBySteps_ += static_cast<std::int64_t>(bytes->size());
                 budget -= std::min<std::uint64_t>(budget, bytes->size());
                 auto parsed = sources::parseGeminiJsonFile(*bytes, ctx, prices_);
                 if (!parsed) {
@@ -560,6 +664,7 @@ Result<StepReport> IngestEngine::runStep(
             auto bytes = readAt(fd.get(), start, want);
             if (!bytes) continue;
             readCounter += static_cast<std::int64_t>(bytes->size());
+            bytesReadBySteps_ += static_cast<std::int64_t>(bytes->size());
             budget -= std::min<std::uint64_t>(budget, bytes->size());
             std::string chunk = std::move(*bytes);
             const auto lastNl = chunk.find_last_of('\n');

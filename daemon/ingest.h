@@ -61,6 +61,7 @@ constexpr std::uint64_t kFingerprintBytes = 4096;
 
 struct CycleRequest {
     bool fullRescan = false;
+    bool rereadAll = false;          // forced backfill: every file again from byte 0
     std::vector<std::string> paths;  // files or directories (absolute)
 };
 
@@ -74,6 +75,17 @@ struct StepReport {
 struct CycleReport {
     std::int64_t eventsChanged = 0;
     std::int64_t steps = 0;
+    bool morePending = false;  // stopped at maxSteps with bytes left to read
+    std::int64_t bytesToRead = 0;  // pending after the stat phase (backfill progress)
+    std::int64_t bytesReadBySteps = 0;  // engine total after the cycle
+};
+
+// A bounded pass of re-pricing stored events from their tokens.
+struct RepriceReport {
+    std::int64_t lastId = 0;        // continue after this id
+    std::int64_t examined = 0;
+    std::int64_t revised = 0;
+    bool done = false;              // reached the end id
 };
 
 class IngestEngine {
@@ -84,12 +96,31 @@ public:
     // Writer thread, once: loads every checkpoint into memory.
     Status load(store::Connection& db);
 
-    // Writer thread. Runs a whole cycle. `inStep` runs inside each step's
-    // transaction before its commit (the daemon records its snapshot there);
-    // `afterStep` after each commit.
+    // Writer thread. Stats what the request names, then reads and writes in
+    // steps, at most `maxSteps` of them (<= 0: until nothing is left); what
+    // is left stays pending for the next call (morePending). `inStep` runs
+    // inside each step's transaction before its commit (the daemon records
+    // its snapshot there); `afterStep` after each commit.
     Result<CycleReport> runCycle(store::Connection& db, const CycleRequest& request,
                                  const std::function<Status(store::Connection&, const StepReport&)>& inStep,
-                                 const std::function<void(const StepReport&)>& afterStep);
+                                 const std::function<void(const StepReport&)>& afterStep,
+                                 std::int64_t maxSteps = 0);
+    bool hasPendingWork() const;
+
+    // Writer thread, forced backfill: every known file is read again from
+    // its first byte by the following cycles. Returns the bytes to read.
+    std::int64_t markAllForReread();
+    // Source bytes read by steps since start (backfill progress).
+    std::int64_t bytesReadBySteps() const { return bytesReadBySteps_; }
+    // Bytes the watched files hold beyond their checkpoints.
+    std::int64_t pendingBytes() const;
+
+    // Writer thread, forced backfill: re-prices the events with ids in
+    // (afterId, endId] from their stored tokens, at most `batch` of them in
+    // one transaction; an event whose cost changes is revised (new id).
+    // Events with a cost of their own (`live`) keep it.
+    Result<RepriceReport> repriceStep(store::Connection& db, std::int64_t afterId,
+                                      std::int64_t endId, std::int64_t batch);
 
     // Writer thread: the sources block of the status (watching is the loop's).
     std::vector<status::SourceState> sourcesState() const;
@@ -141,6 +172,7 @@ private:
     std::unordered_map<std::string, std::int64_t> projectIds_;  // "provider\0slug" -> id
     std::map<sources::Provider, std::int64_t> bytesReadSinceStart_;
     std::map<sources::Provider, std::string> lastError_;
+    std::int64_t bytesReadBySteps_ = 0;
 };
 
 }  // namespace etld::daemon

@@ -28,6 +28,8 @@ Result<Invocation> parseInvocation(int argc, char** argv) {
         ("codex-home", "a Codex home (repeatable; env CODEX_HOME)", cxxopts::value<std::vector<std::string>>())
         ("gemini-data-dir", "a Gemini data dir (repeatable; env GEMINI_DATA_DIR)", cxxopts::value<std::vector<std::string>>())
         ("pricing", "a price file in LiteLLM's shape overriding the embedded table", cxxopts::value<std::string>())
+        ("backfill", "run a backfill job in the foreground (no socket, no watching), then exit")
+        ("force", "with --backfill: re-read every file from its first byte, re-price, rebuild the marts")
         ("version", "print the version and exit")
         ("h,help", "print this help and exit");
 
@@ -65,6 +67,10 @@ Result<Invocation> parseInvocation(int argc, char** argv) {
         if (parsed.count("gemini-data-dir"))
             o.geminiRoots = parsed["gemini-data-dir"].as<std::vector<std::string>>();
         if (parsed.count("pricing")) o.pricingFile = parsed["pricing"].as<std::string>();
+        o.backfill = parsed.count("backfill") > 0;
+        o.backfillForce = parsed.count("force") > 0;
+        if (o.backfillForce && !o.backfill)
+            return Error{"bad_arguments", "--force goes with --backfill"};
     } catch (const cxxopts::exceptions::exception& e) {
         return Error{"bad_arguments", e.what()};
     }

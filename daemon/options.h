@@ -20,6 +20,8 @@ struct Options {
     std::vector<std::string> codexRoots;
     std::vector<std::string> geminiRoots;
     std::string pricingFile;
+    bool backfill = false;       // --backfill: run one backfill job in the foreground, then exit
+    bool backfillForce = false;  // --force with --backfill
 };
 
 // What main() should do.
