@@ -88,15 +88,9 @@ Status Daemon::start() {
     if (!lock) return lock.error();
     lock_.emplace(std::move(lock).value());
 
-    auto prices = sources::PriceTable::fromEmbedded();
-    if (!prices) return Error{"pricing", "the embedded price table is broken: " + prices.error().message};
+    auto prices = sources::PriceTable::load(options_.pricingFile);
+    if (!prices) return prices.error();
     prices_ = std::move(prices).value();
-    if (!options_.pricingFile.empty()) {
-        auto extra = sources::PriceTable::fromFile(options_.pricingFile);
-        if (!extra)
-            return Error{"pricing", "cannot read --pricing " + options_.pricingFile + ": " + extra.error().message};
-        prices_.merge(*extra);
-    }
 
     auto db = store::openWriter(options_.storePath, storeOpenOptions());
     if (!db) return Error{db.error().code, "cannot open the store: " + db.error().message};
@@ -381,6 +375,11 @@ void Daemon::recordJob() {
 void Daemon::onJobCycle(const CycleReport& report) {
     ActiveJob& job = *job_;
     if (job.phase == JobPhase::Scan) return;  // a cycle that began before the job
+    if (failNextJob_) {  // test hook
+        failNextJob_ = false;
+        finishJob("injected failure (test.fail_backfill)");
+        return;
+    }
     auto& progress = job.record.progress;
     if (job.bytesBase < 0) {
         // The job's first cycle: what it had to read is what it found.
@@ -732,6 +731,10 @@ void Daemon::registerTestHooks() {
             }
             call.reply(status::assembleStatus(state_, clock_.now()));
         });
+    }, false});
+    control_->addMethod({"test.fail_backfill", [=, this](const Call& call) {
+        failNextJob_ = true;
+        ok(call);
     }, false});
     control_->addMethod({"test.clients", [this](const Call& call) {
         rapidjson::Document r(rapidjson::kObjectType);

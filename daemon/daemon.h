@@ -132,6 +132,7 @@ private:
     bool engineBusy_ = false;                   // the engine has bytes left to read
     std::optional<ActiveJob> job_;
     std::unique_ptr<Subscriptions> subscriptions_;
+    bool failNextJob_ = false;  // test hook: the running job's next cycle fails it
     std::function<void(const status::Job&)> onJobFinished_;  // etld --backfill
     std::uint64_t nextSyncId_ = 1;
     UvHandle<uv_timer_t> retryTimer_;      // a failed cycle is retried with backoff

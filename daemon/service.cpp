@@ -26,20 +26,6 @@ constexpr std::int64_t kMigrationExtendUsec = 10LL * 60 * 1000 * 1000;
 
 // The embedded table, overridden by --pricing when given (writer thread on
 // reload, loop thread at start-up).
-Result<sources::PriceTable> loadPriceTable(const std::string& pricingFile) {
-    auto prices = sources::PriceTable::fromEmbedded();
-    if (!prices)
-        return Error{"pricing", "the embedded price table is broken: " + prices.error().message};
-    if (!pricingFile.empty()) {
-        auto extra = sources::PriceTable::fromFile(pricingFile);
-        if (!extra)
-            return Error{"pricing",
-                         "cannot read --pricing " + pricingFile + ": " + extra.error().message};
-        prices->merge(*extra);
-    }
-    return prices;
-}
-
 }  // namespace
 
 void Daemon::startServiceManager() {
@@ -78,7 +64,7 @@ void Daemon::reloadPricing() {
     // Writer thread: read, parse, swap (see the comment at the top).
     writer_->post(
         [file = options_.pricingFile, prices = &prices_](store::Connection&) -> Status {
-            auto table = loadPriceTable(file);
+            auto table = sources::PriceTable::load(file);
             if (!table) return table.error();
             *prices = std::move(table).value();
             return {};

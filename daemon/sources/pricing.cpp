@@ -246,4 +246,17 @@ void priceRecord(const PriceTable& table, UsageRecord& record) {
     record.costSource = q.source;
 }
 
+Result<PriceTable> PriceTable::load(const std::string& overridesPath) {
+    auto prices = fromEmbedded();
+    if (!prices)
+        return Error{"pricing", "the embedded price table is broken: " + prices.error().message};
+    if (!overridesPath.empty()) {
+        auto extra = fromFile(overridesPath);
+        if (!extra)
+            return Error{"pricing", "cannot read --pricing " + overridesPath + ": " + extra.error().message};
+        prices->merge(*extra);
+    }
+    return prices;
+}
+
 }  // namespace etld::sources

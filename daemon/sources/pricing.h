@@ -86,6 +86,9 @@ class PriceTable {
     static Result<PriceTable> fromFile(const std::string& path);
     // The table compiled into the library from data/prices.json.
     static Result<PriceTable> fromEmbedded();
+    // The embedded table with a price file's entries merged over it (empty
+    // path: the embedded table alone); errors name the file.
+    static Result<PriceTable> load(const std::string& overridesPath);
     // The embedded JSON text itself.
     static std::string_view embeddedJson();
 
