@@ -66,6 +66,46 @@ class Daemon:
             raise SystemExit(f"etld exited with {rc} on SIGTERM")
 
 
+# Each mart, summed over its rows, must equal the events it aggregates, per
+# the dimensions it keeps (store.md, invariant 5, checked end to end).
+MART_CHECKS = [
+    ("daily_mart", "day, provider, model, speed",
+     "SUM(input_tokens), SUM(output_tokens), SUM(cache_read), SUM(cache_create), SUM(message_count), SUM(cost_usd)",
+     "SUM(input_tokens), SUM(output_tokens), SUM(cache_read_tokens), SUM(cache_create_tokens), COUNT(*), SUM(cost_usd)"),
+    ("model_day_mart", "day, model, speed",
+     "SUM(input_tokens), SUM(output_tokens), SUM(cache_read), SUM(cache_create), SUM(message_count), SUM(cost_usd)",
+     "SUM(input_tokens), SUM(output_tokens), SUM(cache_read_tokens), SUM(cache_create_tokens), COUNT(*), SUM(cost_usd)"),
+    ("provider_day_mart", "day, provider", "SUM(message_count), SUM(cost_usd)", "COUNT(*), SUM(cost_usd)"),
+    ("session_mart", "provider, session_id", "SUM(message_count), SUM(cost_usd)", "COUNT(*), SUM(cost_usd)"),
+    ("project_mart", "project_id", "SUM(total_messages), SUM(total_cost_usd)", "COUNT(*), SUM(cost_usd)"),
+]
+
+
+def check_marts(db_path):
+    import sqlite3
+    db = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
+    bad = 0
+    for table, keys, mart_cols, event_cols in MART_CHECKS:
+        mart = {r[:-len(mart_cols.split(","))]: r[-len(mart_cols.split(",")):] for r in
+                db.execute(f"SELECT {keys}, {mart_cols} FROM {table} GROUP BY {keys}")}
+        events = {r[:-len(event_cols.split(","))]: r[-len(event_cols.split(",")):] for r in
+                  db.execute(f"SELECT {keys}, {event_cols} FROM usage_events GROUP BY {keys}")}
+        if set(mart) != set(events):
+            print(f"{table}: keys differ from the events': {sorted(set(mart) ^ set(events))[:5]}")
+            bad += 1
+            continue
+        for k, want in events.items():
+            got = mart[k]
+            ints_ok = all(a == b for a, b in zip(got[:-1], want[:-1]))
+            cost_ok = abs(got[-1] - want[-1]) <= 1e-9 * max(1.0, abs(want[-1]))
+            if not (ints_ok and cost_ok):
+                print(f"{table} {k}: mart {got} events {want}")
+                bad += 1
+    db.close()
+    print(f"marts: {'OK' if bad == 0 else f'{bad} mismatch(es)'} against usage_events")
+    return bad == 0
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--etld", required=True)
@@ -107,9 +147,11 @@ def main():
                 corpus = source
             r = subprocess.run([sys.executable, compare, "--golden", g, "--corpus", corpus,
                                 "--db", d.db])
+            marts_ok = check_marts(d.db)
+            ok = r.returncode == 0 and marts_ok
             print(f"{name}{' in %d pieces' % args.pieces if args.pieces else ''}: "
-                  f"{'ok' if r.returncode == 0 else 'MISMATCH'}")
-            if r.returncode != 0:
+                  f"{'ok' if ok else 'MISMATCH'}")
+            if not ok:
                 failures += 1
                 print(open(os.path.join(tmp, "etld.log")).read()[-4000:])
         finally:
