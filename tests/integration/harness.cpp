@@ -85,7 +85,9 @@ std::string findInPath(const std::string& program) {
     return {};
 }
 
-int pidfdOpen(pid_t pid) { return static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)); }
+int pidfdOpen(pid_t pid) {
+    return static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
+}
 
 // Waits up to timeoutMs for `pid` to exit, reaping it. Event-driven through
 // the pidfd; without one (old kernels) it polls waitpid every few ms.
@@ -113,8 +115,8 @@ struct Spawned {
 
 // fork/exec with stdin from /dev/null and the given stdout/stderr. Every
 // allocation happens before fork; the child only makes system calls.
-Spawned spawn(const std::vector<std::string>& argv, const std::vector<std::string>& env,
-              int outFd, int errFd) {
+Spawned spawn(const std::vector<std::string>& argv, const std::vector<std::string>& env, int outFd,
+              int errFd) {
     REQUIRE(!argv.empty());
     std::vector<char*> cargv, cenv;
     for (const auto& a : argv) cargv.push_back(const_cast<char*>(a.c_str()));
@@ -184,9 +186,15 @@ std::string readFile(const std::string& path) {
 
 // ---- paths, clock ----------------------------------------------------------
 
-std::string etldPath() { return requiredEnv("ETLD_IT_ETLD"); }
-std::string etlctlPath() { return requiredEnv("ETLD_IT_ETLCTL"); }
-std::string probePath() { return requiredEnv("ETLD_IT_PROBE"); }
+std::string etldPath() {
+    return requiredEnv("ETLD_IT_ETLD");
+}
+std::string etlctlPath() {
+    return requiredEnv("ETLD_IT_ETLCTL");
+}
+std::string probePath() {
+    return requiredEnv("ETLD_IT_PROBE");
+}
 
 std::int64_t monotonicMs() {
     timespec ts{};
@@ -194,9 +202,13 @@ std::int64_t monotonicMs() {
     return static_cast<std::int64_t>(ts.tv_sec) * 1000 + ts.tv_nsec / 1'000'000;
 }
 
-bool canDropPrivileges() { return ::geteuid() == 0 && !findInPath("setpriv").empty(); }
+bool canDropPrivileges() {
+    return ::geteuid() == 0 && !findInPath("setpriv").empty();
+}
 
-bool currentTestFailed() { return gTestFailed || std::uncaught_exceptions() > 0; }
+bool currentTestFailed() {
+    return gTestFailed || std::uncaught_exceptions() > 0;
+}
 
 // ---- TempDir ---------------------------------------------------------------
 
@@ -230,10 +242,9 @@ std::vector<std::string> childEnvironment(const std::string& home,
         const std::string_view name = entry.substr(0, entry.find('='));
         for (std::string_view prefix : {"XDG_", "ETLD_"})
             if (name.substr(0, prefix.size()) == prefix) return true;
-        for (std::string_view exact : {"HOME", "CLAUDE_CONFIG_DIR", "CODEX_HOME",
-                                       "GEMINI_DATA_DIR", "JOURNAL_STREAM", "NOTIFY_SOCKET",
-                                       "WATCHDOG_USEC", "WATCHDOG_PID", "LISTEN_FDS",
-                                       "LISTEN_PID", "NO_COLOR"})
+        for (std::string_view exact : {"HOME", "CLAUDE_CONFIG_DIR", "CODEX_HOME", "GEMINI_DATA_DIR",
+                                       "JOURNAL_STREAM", "NOTIFY_SOCKET", "WATCHDOG_USEC",
+                                       "WATCHDOG_PID", "LISTEN_FDS", "LISTEN_PID", "NO_COLOR"})
             if (name == exact) return true;
         return false;
     };
@@ -251,7 +262,7 @@ std::vector<std::string> childEnvironment(const std::string& home,
 }
 
 std::string ProcessResult::describe() const {
-    std::string s = timedOut ? "timed out (killed)"
+    std::string s = timedOut     ? "timed out (killed)"
                     : termSignal ? std::string("killed by signal ") + strsignal(termSignal)
                                  : "exit " + std::to_string(exitCode);
     s += "\n--- stdout ---\n" + out + "--- stderr ---\n" + err;
@@ -265,7 +276,8 @@ ProcessResult runProgram(const std::vector<std::string>& argv0, const std::strin
     REQUIRE(::pipe2(outPipe, O_CLOEXEC) == 0);
     REQUIRE(::pipe2(errPipe, O_CLOEXEC) == 0);
     UniqueFd outRead(outPipe[0]), outWrite(outPipe[1]), errRead(errPipe[0]), errWrite(errPipe[1]);
-    Spawned child = spawn(argv, childEnvironment(home, options.env), outWrite.get(), errWrite.get());
+    Spawned child =
+        spawn(argv, childEnvironment(home, options.env), outWrite.get(), errWrite.get());
     outWrite.reset();
     errWrite.reset();
 
@@ -343,7 +355,8 @@ DaemonProcess::DaemonProcess(const TempDir& dir, DaemonConfig config)
         logPath_ = dir / ("etld-" + std::to_string(n) + ".log");
         UniqueFd fd(::open(logPath_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644));
         if (fd.valid()) break;
-        REQUIRE_MESSAGE(errno == EEXIST, "cannot create " << logPath_ << ": " << std::strerror(errno));
+        REQUIRE_MESSAGE(errno == EEXIST,
+                        "cannot create " << logPath_ << ": " << std::strerror(errno));
     }
 }
 
@@ -397,7 +410,8 @@ void DaemonProcess::waitReady() {
         if (const int err = RawClient::tryConnect(config_.socket, client); err == 0) {
             std::string line;
             const int left = static_cast<int>(std::max<std::int64_t>(1, deadline - monotonicMs()));
-            if (client.sendAll(ping, left) && client.readLine(line, left) == RawClient::Read::Line &&
+            if (client.sendAll(ping, left) &&
+                client.readLine(line, left) == RawClient::Read::Line &&
                 line.find("\"pong\":true") != std::string::npos) {
                 if (client.sendAll(hello, left) &&
                     client.readLine(line, left) == RawClient::Read::Line &&
@@ -440,10 +454,9 @@ void DaemonProcess::stop() {
     }
     reaped();
     const bool clean = WIFEXITED(status) && WEXITSTATUS(status) == 0;
-    REQUIRE_MESSAGE(clean,
-                    "etld did not exit cleanly on SIGTERM (" << describeStatus(status)
-                                                             << ")\n--- log ---\n"
-                                                             << log());
+    REQUIRE_MESSAGE(clean, "etld did not exit cleanly on SIGTERM (" << describeStatus(status)
+                                                                    << ")\n--- log ---\n"
+                                                                    << log());
 }
 
 void DaemonProcess::kill9() {
@@ -471,7 +484,9 @@ ProcessResult DaemonProcess::waitExit(int timeoutMs) {
     return r;
 }
 
-std::string DaemonProcess::log() const { return readFile(logPath_); }
+std::string DaemonProcess::log() const {
+    return readFile(logPath_);
+}
 
 // ---- RawClient -------------------------------------------------------------
 
@@ -577,8 +592,8 @@ bool RawClient::waitClosed(int timeoutMs, std::string* extra) {
 
 rapidjson::Document RawClient::call(std::string_view method, std::string_view paramsJson,
                                     std::string_view idJson) {
-    std::string line = "{\"v\":1,\"id\":" + std::string(idJson) + ",\"method\":\"" +
-                       std::string(method) + "\"";
+    std::string line =
+        "{\"v\":1,\"id\":" + std::string(idJson) + ",\"method\":\"" + std::string(method) + "\"";
     if (!paramsJson.empty()) line += ",\"params\":" + std::string(paramsJson);
     line += "}\n";
     REQUIRE_MESSAGE(sendAll(line), "the daemon closed the connection before " << method);
@@ -595,9 +610,9 @@ void RawClient::setLingerZero() {
 rapidjson::Document parseJson(const std::string& text) {
     rapidjson::Document doc;
     doc.Parse(text.c_str(), text.size());
-    REQUIRE_MESSAGE(!doc.HasParseError(), "not JSON (" << rapidjson::GetParseError_En(doc.GetParseError())
-                                                       << " at " << doc.GetErrorOffset()
-                                                       << "): " << text.substr(0, 500));
+    REQUIRE_MESSAGE(!doc.HasParseError(),
+                    "not JSON (" << rapidjson::GetParseError_En(doc.GetParseError()) << " at "
+                                 << doc.GetErrorOffset() << "): " << text.substr(0, 500));
     return doc;
 }
 
@@ -608,7 +623,8 @@ const rapidjson::Value& at(const rapidjson::Value& root, std::string_view dotted
         const auto dot = rest.find('.');
         const std::string key(rest.substr(0, dot));
         rest = dot == std::string_view::npos ? std::string_view() : rest.substr(dot + 1);
-        REQUIRE_MESSAGE(v->IsObject(), "'" << dottedPath << "': not an object before '" << key << "'");
+        REQUIRE_MESSAGE(v->IsObject(),
+                        "'" << dottedPath << "': not an object before '" << key << "'");
         auto it = v->FindMember(key.c_str());
         REQUIRE_MESSAGE(it != v->MemberEnd(), "'" << dottedPath << "': no key '" << key << "'");
         v = &it->value;
@@ -627,7 +643,9 @@ std::string errorCode(const rapidjson::Value& reply) {
     return code->value.GetString();
 }
 
-std::string firstLine(const std::string& text) { return text.substr(0, text.find('\n')); }
+std::string firstLine(const std::string& text) {
+    return text.substr(0, text.find('\n'));
+}
 
 std::vector<std::string> listDirectory(const std::string& dir) {
     std::vector<std::string> names;

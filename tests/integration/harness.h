@@ -60,7 +60,7 @@ bool currentTestFailed();
 // only ~107 bytes), removed with everything in it at the end of the test
 // unless the test failed; then it is kept and its path printed.
 class TempDir {
-public:
+  public:
     TempDir();
     ~TempDir();
     TempDir(const TempDir&) = delete;
@@ -70,7 +70,7 @@ public:
     // path()/name
     std::string operator/(std::string_view name) const;
 
-private:
+  private:
     std::string path_;
 };
 
@@ -119,16 +119,16 @@ std::vector<std::string> childEnvironment(const std::string& home,
 
 // The daemon under test.
 struct DaemonConfig {
-    std::string db;      // default: <tmp>/state/etl.db
-    std::string socket;  // default: <tmp>/run/etld.sock
-    bool noWatch = true; // ingest is driven by sync, not watching, in these tests
+    std::string db;       // default: <tmp>/state/etl.db
+    std::string socket;   // default: <tmp>/run/etld.sock
+    bool noWatch = true;  // ingest is driven by sync, not watching, in these tests
     bool testHooks = true;
     std::vector<std::string> extraArgs;
     std::vector<EnvChange> env;
 };
 
 class DaemonProcess {
-public:
+  public:
     DaemonProcess(const TempDir& dir, DaemonConfig config = {});
     ~DaemonProcess();  // SIGKILLs a daemon still running
     DaemonProcess(const DaemonProcess&) = delete;
@@ -162,7 +162,7 @@ public:
         return {"--socket", config_.socket, "--db", config_.db};
     }
 
-private:
+  private:
     // Waits up to timeoutMs for the child to exit; true and the status if it did.
     bool waitFor(int timeoutMs, int& status);
     void reaped();
@@ -187,7 +187,7 @@ ProcessResult runProbe(const TempDir& dir, const std::vector<std::string>& args,
 // A raw client of the control socket: arbitrary bytes out, lines back, every
 // wait bounded by a deadline. Non-blocking underneath.
 class RawClient {
-public:
+  public:
     enum class Read { Line, Eof, Reset, Timeout };
 
     // Connects or fails the test.
@@ -222,7 +222,7 @@ public:
     void setLingerZero();
     void close() { fd_.reset(); }
 
-private:
+  private:
     UniqueFd fd_;
     std::string buffer_;
 };

@@ -103,7 +103,8 @@ TEST_CASE("a peer of another uid that reaches the socket is refused by the daemo
     // be the daemon's SO_PEERCRED check.
     REQUIRE(::chmod(dir.path().c_str(), 0755) == 0);
 
-    const ProcessResult raw = runProbe(dir, {"connect", d.socket()}, asUser(kNobodyWithDacOverride));
+    const ProcessResult raw =
+        runProbe(dir, {"connect", d.socket()}, asUser(kNobodyWithDacOverride));
     REQUIRE_MESSAGE(raw.exitCode == 0, raw.describe());
     CHECK(firstLine(raw.out) == "connected");
     CHECK_MESSAGE(raw.out.find("\"code\":\"permission_denied\"") != std::string::npos, raw.out);

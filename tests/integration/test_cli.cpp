@@ -123,7 +123,8 @@ TEST_CASE("bad arguments exit 2") {
     };
     for (const auto& rest : ctlCases) {
         const ProcessResult r = runCtl(dir, nowhere(dir, rest));
-        CHECK_MESSAGE(r.exitCode == 2, (rest.empty() ? "(none)" : rest.back()) << ": " << r.describe());
+        CHECK_MESSAGE(r.exitCode == 2, (rest.empty() ? "(none)" : rest.back())
+                                           << ": " << r.describe());
         CHECK_FALSE(r.err.empty());
     }
 }
@@ -131,10 +132,8 @@ TEST_CASE("bad arguments exit 2") {
 TEST_CASE("status --check with bad arguments exits 3 (UNKNOWN)") {
     TempDir dir;
     const std::vector<std::vector<std::string>> cases = {
-        {"status", "--check", "--bogus"},
-        {"status", "--check", "--format", "xml"},
-        {"status", "--check", "--timeout", "0"},
-        {"status", "--check", "--timeout", "soon"},
+        {"status", "--check", "--bogus"},         {"status", "--check", "--format", "xml"},
+        {"status", "--check", "--timeout", "0"},  {"status", "--check", "--timeout", "soon"},
         {"status", "--format", "xml", "--check"},
     };
     for (const auto& rest : cases) {

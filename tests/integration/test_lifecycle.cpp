@@ -216,8 +216,8 @@ TEST_CASE("a socket path longer than sun_path is refused at start-up") {
     const std::string longPath = dir / (std::string(120, 'a') + "/etld.sock");
     REQUIRE(longPath.size() > 108);
 
-    const ProcessResult r = runEtld(dir, {"--db", dir / "state/etl.db", "--socket", longPath,
-                                          "--no-watch"});
+    const ProcessResult r =
+        runEtld(dir, {"--db", dir / "state/etl.db", "--socket", longPath, "--no-watch"});
     CHECK_MESSAGE(r.exitCode != 0, r.describe());
     CHECK_FALSE(r.timedOut);
     CHECK_MESSAGE(r.err.find("longer than the platform's limit") != std::string::npos, r.err);
@@ -230,8 +230,8 @@ TEST_CASE("a socket directory writable by others is refused") {
     REQUIRE(::mkdir(open.c_str(), 0700) == 0);
     REQUIRE(::chmod(open.c_str(), 0777) == 0);
 
-    const ProcessResult r = runEtld(dir, {"--db", dir / "state/etl.db", "--socket",
-                                          open + "/etld.sock", "--no-watch"});
+    const ProcessResult r =
+        runEtld(dir, {"--db", dir / "state/etl.db", "--socket", open + "/etld.sock", "--no-watch"});
     CHECK_MESSAGE(r.exitCode != 0, r.describe());
     CHECK_FALSE(r.timedOut);
     CHECK_MESSAGE(r.err.find("writable by others") != std::string::npos, r.err);
@@ -248,8 +248,8 @@ TEST_CASE("a socket directory owned by another user is refused") {
     REQUIRE(::mkdir(theirs.c_str(), 0700) == 0);
     REQUIRE(::chown(theirs.c_str(), kNobodyUid, kNobodyGid) == 0);
 
-    const ProcessResult r = runEtld(dir, {"--db", dir / "state/etl.db", "--socket",
-                                          theirs + "/etld.sock", "--no-watch"});
+    const ProcessResult r = runEtld(
+        dir, {"--db", dir / "state/etl.db", "--socket", theirs + "/etld.sock", "--no-watch"});
     CHECK_MESSAGE(r.exitCode != 0, r.describe());
     CHECK_FALSE(r.timedOut);
     CHECK_MESSAGE(r.err.find("belongs to another user") != std::string::npos, r.err);

@@ -149,7 +149,8 @@ TEST_CASE("pipelined requests are answered in order") {
     const std::vector<std::string> methods = {"ping", "status", "hello", "nope", "ping"};
     std::string batch;
     for (std::size_t i = 0; i < methods.size(); ++i)
-        batch += "{\"v\":1,\"id\":" + std::to_string(i + 1) + ",\"method\":\"" + methods[i] + "\"}\n";
+        batch +=
+            "{\"v\":1,\"id\":" + std::to_string(i + 1) + ",\"method\":\"" + methods[i] + "\"}\n";
     REQUIRE(c.sendAll(batch));
     for (std::size_t i = 0; i < methods.size(); ++i) {
         const auto reply = parseJson(c.expectLine());
@@ -177,22 +178,22 @@ TEST_CASE("a thousand clients hanging up before their reply cost the daemon noth
         for (int i = 0; i < kBatch; ++i) {
             RawClient& c = batch[static_cast<std::size_t>(i)];
             switch ((base + i) % 4) {
-            case 0:  // a request, then an orderly close before the reply
-                (void)c.sendAll(request);
-                break;
-            case 1:  // SO_LINGER 0: an abortive close where the transport has one
-                c.setLingerZero();
-                (void)c.sendAll(request);
-                break;
-            case 2:  // half a request, then gone
-                (void)c.sendAll(request.substr(0, 12));
-                break;
-            case 3: {  // the reply arrives and is never read: the close resets
-                (void)c.sendAll(request);
-                pollfd p{c.fd(), POLLIN, 0};
-                ::poll(&p, 1, kDeadlineMs);
-                break;
-            }
+                case 0:  // a request, then an orderly close before the reply
+                    (void)c.sendAll(request);
+                    break;
+                case 1:  // SO_LINGER 0: an abortive close where the transport has one
+                    c.setLingerZero();
+                    (void)c.sendAll(request);
+                    break;
+                case 2:  // half a request, then gone
+                    (void)c.sendAll(request.substr(0, 12));
+                    break;
+                case 3: {  // the reply arrives and is never read: the close resets
+                    (void)c.sendAll(request);
+                    pollfd p{c.fd(), POLLIN, 0};
+                    ::poll(&p, 1, kDeadlineMs);
+                    break;
+                }
             }
         }
         batch.clear();  // every one of them hangs up now
