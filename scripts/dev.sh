@@ -81,7 +81,10 @@ case "$cmd" in
     configure build -Dwerror=true
     ninja -C build
     run_suites build || rc=1
-    configure build-asan -Db_sanitize=address,undefined -Db_lundef=false -Dbench=false -Dwerror=true
+    # No -Dwerror here: instrumented code makes GCC 12 report maybe-uninitialized
+    # false positives inside libstdc++'s <regex> (pulled in by cxxopts); the
+    # plain build above keeps our own code warning-free.
+    configure build-asan -Db_sanitize=address,undefined -Db_lundef=false -Dbench=false
     ninja -C build-asan
     ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
       run_suites build-asan || rc=1
