@@ -128,22 +128,51 @@ Obtained obtainStatus(const GlobalOptions& g, bool offline, bool noFallback, int
 
 bool colorWanted() { return isatty(STDOUT_FILENO) && !envValue("NO_COLOR"); }
 
-// Parses a verb's options; prints the error and returns nullopt on bad ones.
+// Parses a verb's options. Returns nullopt when the verb is done already:
+// `exitCode` is then kExitOk after --help, or `badArgs` after an error.
 std::optional<cxxopts::ParseResult> parseVerbArgs(cxxopts::Options& spec,
-                                                  const std::vector<std::string>& args) {
+                                                  const std::vector<std::string>& args,
+                                                  int& exitCode, int badArgs = kExitBadArguments) {
     std::vector<const char*> argv{spec.program().c_str()};
     for (const auto& a : args) argv.push_back(a.c_str());
     try {
         auto parsed = spec.parse(static_cast<int>(argv.size()), argv.data());
         if (!parsed.unmatched().empty()) {
             std::fprintf(stderr, "etlctl: unexpected argument '%s'\n", parsed.unmatched().front().c_str());
+            exitCode = badArgs;
+            return std::nullopt;
+        }
+        if (parsed.count("help")) {
+            std::fputs(spec.help().c_str(), stdout);
+            exitCode = kExitOk;
             return std::nullopt;
         }
         return parsed;
     } catch (const cxxopts::exceptions::exception& e) {
         std::fprintf(stderr, "etlctl: %s\n", e.what());
+        exitCode = badArgs;
         return std::nullopt;
     }
+}
+
+// Connects and calls one method. On any failure prints one line (with the
+// running job's id when the daemon named one) and returns false.
+bool callDaemon(const GlobalOptions& g, int timeoutMs, std::string_view method,
+                const rapidjson::Value* params, Client& client, protocol::Response& reply,
+                const char* hint = "") {
+    ClientError err;
+    if (!connectDaemon(g, timeoutMs, client, err) || !client.call(method, params, reply, err)) {
+        std::fprintf(stderr, "etlctl: %s%s\n", err.message.c_str(), hint);
+        return false;
+    }
+    if (reply.ok) return true;
+    std::string job;
+    if (reply.errorData.IsObject())
+        if (auto it = reply.errorData.FindMember("job_id"); it != reply.errorData.MemberEnd() && it->value.IsString())
+            job = std::string(" (job ") + it->value.GetString() + ")";
+    std::fprintf(stderr, "etlctl: %.*s failed: %s: %s%s\n", static_cast<int>(method.size()), method.data(),
+                 reply.errorCode.c_str(), reply.errorMessage.c_str(), job.c_str());
+    return false;
 }
 
 int runStatus(const GlobalOptions& g, const std::vector<std::string>& args) {
@@ -159,12 +188,9 @@ int runStatus(const GlobalOptions& g, const std::vector<std::string>& args) {
     for (const auto& a : args) check = check || a == "--check";
     // Bad arguments: 2, except under --check, whose table says 3 (UNKNOWN).
     const int badArgs = check ? 3 : kExitBadArguments;
-    auto parsed = parseVerbArgs(spec, args);
-    if (!parsed) return badArgs;
-    if (parsed->count("help")) {
-        std::fputs(spec.help().c_str(), stdout);
-        return kExitOk;
-    }
+    int exitCode = kExitOk;
+    auto parsed = parseVerbArgs(spec, args, exitCode, badArgs);
+    if (!parsed) return exitCode;
     const std::string format = (*parsed)["format"].as<std::string>();
     const int timeoutMs = (*parsed)["timeout"].as<int>();
     if (format != "text" && format != "json") {
@@ -211,12 +237,9 @@ int runSync(const GlobalOptions& g, const std::vector<std::string>& args) {
         ("quiet", "print nothing; only the exit code")
         ("timeout", "milliseconds the daemon may take", cxxopts::value<int>()->default_value("30000"))
         ("h,help", "this help");
-    auto parsed = parseVerbArgs(spec, args);
-    if (!parsed) return kExitBadArguments;
-    if (parsed->count("help")) {
-        std::fputs(spec.help().c_str(), stdout);
-        return kExitOk;
-    }
+    int exitCode = kExitOk;
+    auto parsed = parseVerbArgs(spec, args, exitCode);
+    if (!parsed) return exitCode;
     const std::string format = (*parsed)["format"].as<std::string>();
     const int timeoutMs = (*parsed)["timeout"].as<int>();
     if ((format != "text" && format != "json") || timeoutMs <= 0) {
@@ -224,21 +247,12 @@ int runSync(const GlobalOptions& g, const std::vector<std::string>& args) {
         return kExitBadArguments;
     }
     Client client;
-    ClientError err;
     protocol::Response reply;
     rapidjson::Document params(rapidjson::kObjectType);
     params.AddMember("timeout_ms", timeoutMs, params.GetAllocator());
     // The socket deadline leaves the daemon time to answer `unavailable` itself.
-    if (!connectDaemon(g, timeoutMs + kDefaultTimeoutMs, client, err) ||
-        !client.call("sync", &params, reply, err)) {
-        std::fprintf(stderr, "etlctl: %s\n", err.message.c_str());
+    if (!callDaemon(g, timeoutMs + kDefaultTimeoutMs, "sync", &params, client, reply))
         return kExitFailed;
-    }
-    if (!reply.ok) {
-        std::fprintf(stderr, "etlctl: sync failed: %s: %s\n", reply.errorCode.c_str(),
-                     reply.errorMessage.c_str());
-        return kExitFailed;
-    }
     if (parsed->count("quiet")) return kExitOk;
     const std::string out = format == "json" ? status::renderJsonSorted(reply.result)
                                              : status::renderText(reply.result, colorWanted());
@@ -253,24 +267,13 @@ int runSimple(const GlobalOptions& g, const std::vector<std::string>& args, cons
     spec.add_options()
         ("timeout", "milliseconds to wait", cxxopts::value<int>()->default_value(std::to_string(kDefaultTimeoutMs)))
         ("h,help", "this help");
-    auto parsed = parseVerbArgs(spec, args);
-    if (!parsed) return kExitBadArguments;
-    if (parsed->count("help")) {
-        std::fputs(spec.help().c_str(), stdout);
-        return kExitOk;
-    }
+    int exitCode = kExitOk;
+    auto parsed = parseVerbArgs(spec, args, exitCode);
+    if (!parsed) return exitCode;
     Client client;
-    ClientError err;
     protocol::Response reply;
-    if (!connectDaemon(g, (*parsed)["timeout"].as<int>(), client, err) ||
-        !client.call(method, nullptr, reply, err)) {
-        std::fprintf(stderr, "etlctl: %s\n", err.message.c_str());
+    if (!callDaemon(g, (*parsed)["timeout"].as<int>(), method, nullptr, client, reply))
         return kExitFailed;
-    }
-    if (!reply.ok) {
-        std::fprintf(stderr, "etlctl: %s: %s\n", reply.errorCode.c_str(), reply.errorMessage.c_str());
-        return kExitFailed;
-    }
     std::printf("%s\n", done);
     return kExitOk;
 }
@@ -304,31 +307,17 @@ int runBackfill(const GlobalOptions& g, const std::vector<std::string>& args) {
         ("force", "re-read every file from its first byte, re-price every event, rebuild the marts")
         ("wait", "follow the job until it ends; a progress bar on a terminal")
         ("h,help", "this help");
-    auto parsed = parseVerbArgs(spec, args);
-    if (!parsed) return kExitBadArguments;
-    if (parsed->count("help")) {
-        std::fputs(spec.help().c_str(), stdout);
-        return kExitOk;
-    }
+    int exitCode = kExitOk;
+    auto parsed = parseVerbArgs(spec, args, exitCode);
+    if (!parsed) return exitCode;
     Client client;
     ClientError err;
     protocol::Response reply;
     rapidjson::Document params(rapidjson::kObjectType);
     params.AddMember("force", parsed->count("force") > 0, params.GetAllocator());
-    if (!connectDaemon(g, kDefaultTimeoutMs, client, err) ||
-        !client.call("backfill", &params, reply, err)) {
-        std::fprintf(stderr, "etlctl: %s (etlctl never writes the store; with the daemon down, "
-                             "run 'etld --backfill')\n", err.message.c_str());
+    if (!callDaemon(g, kDefaultTimeoutMs, "backfill", &params, client, reply,
+                    " (etlctl never writes the store; with the daemon down, run 'etld --backfill')"))
         return kExitFailed;
-    }
-    if (!reply.ok) {
-        std::string running;
-        if (reply.errorData.IsObject())
-            if (auto it = reply.errorData.FindMember("job_id"); it != reply.errorData.MemberEnd() && it->value.IsString())
-                running = std::string(" (job ") + it->value.GetString() + ")";
-        std::fprintf(stderr, "etlctl: %s: %s%s\n", reply.errorCode.c_str(), reply.errorMessage.c_str(), running.c_str());
-        return kExitFailed;
-    }
     const std::string jobId = reply.result["job_id"].GetString();
     std::printf("backfill %s started\n", jobId.c_str());
     if (!parsed->count("wait")) return kExitOk;
