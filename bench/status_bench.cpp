@@ -244,7 +244,7 @@ void buildStore(const Args& args, const std::string& path) {
             const char* provider = p % 10 < 7 ? "claude" : p % 10 < 9 ? "codex" : "gemini";
             projectIds.push_back(check(
                 store::ensureProject(db, provider, "-home-user-src-project" + std::to_string(p),
-                                     "/home/user/src/project" + std::to_string(p), 1.7e9),
+                                     "/home/user/src/project" + std::to_string(p), 1.7e9, 1.7e9),
                 "project"));
         }
         check(tx.commit(), "commit projects");

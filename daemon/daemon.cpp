@@ -110,6 +110,7 @@ Status Daemon::start() {
     if (auto recorded = store::readStatusInput(*db, options_.storePath)) state_.lastJob = recorded->lastJob;
     ingest_ = std::make_unique<IngestEngine>(
         resolveRoots(options_.claudeRoots, options_.codexRoots, options_.geminiRoots), prices_, clock_);
+    watchDirs_ = ingest_->allScanDirs();  // before the writer thread owns the engine
     if (auto st = ingest_->load(*db); !st) return Error{st.error().code, "cannot load checkpoints: " + st.error().message};
     engineSources_ = ingest_->sourcesState();
     state_.sources = sourcesWithWatchModes();
@@ -159,7 +160,7 @@ void Daemon::startWatching() {
             fullRescanWanted_ = true;
             scheduleCycle();
         }});
-    for (const auto& dir : ingest_->allScanDirs()) watcher_->addRoot(dir.path);
+    for (const auto& dir : watchDirs_) watcher_->addRoot(dir.path);
     uv_timer_start(safetyNetTimer_.get(), [](uv_timer_t* t) noexcept {
         auto* self = static_cast<Daemon*>(t->data);
         self->fullRescanWanted_ = true;
@@ -174,7 +175,7 @@ std::vector<status::SourceState> Daemon::sourcesWithWatchModes() const {
         return out;
     }
     const auto roots = watcher_->roots();
-    const auto dirs = ingest_->allScanDirs();
+    const auto& dirs = watchDirs_;
     for (auto& s : out) {
         std::string mode = "events";
         bool any = false, allWaiting = true;

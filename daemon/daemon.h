@@ -121,6 +121,7 @@ private:
     // writer task replaces it (the SIGHUP reload, service.cpp).
     sources::PriceTable prices_;
     std::unique_ptr<IngestEngine> ingest_;  // used on the writer thread only
+    std::vector<ScanDir> watchDirs_;        // the loop's copy: what is watched, for which provider
     std::unique_ptr<Watcher> watcher_;
     std::set<std::string> dirtyPaths_;
     bool fullRescanWanted_ = false;

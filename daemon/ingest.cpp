@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <cerrno>
 #include <cstring>
 
@@ -233,40 +234,54 @@ struct ApplyOutcome {
     std::int64_t merged = 0;
 };
 
-// One record against the store, by the identity and winner rules.
-Result<ApplyOutcome> applyRecord(store::Connection& db, const UsageRecord& r, std::int64_t projectId) {
-    ApplyOutcome out;
-    std::string key = r.eventKey;
-    const bool claudeWithId = r.provider == Provider::Claude && !r.messageId.empty();
-    if (claudeWithId && r.isSidechain) {
+// A record's own event against the store, by the identity and winner rules:
+// inserted when its key is new, written again when it wins over the stored
+// record and a stored field changes.
+Status applyEvent(store::Connection& db, const UsageRecord& r, std::int64_t projectId,
+                  ApplyOutcome& out) {
+    const std::string& key = r.eventKey;
+    if (r.provider == Provider::Claude && !r.messageId.empty() && r.isSidechain) {
         auto owned = sidechainHasOwner(db, r);
         if (!owned) return owned.error();
-        if (*owned) return out;  // it can never win there: adds nothing
+        if (*owned) return {};  // it can never win there: adds nothing
     }
     auto stored = findByKey(db, r.provider, key);
     if (!stored) return stored.error();
     if (!*stored) {
-        if (auto st = insertRecord(db, r, key, projectId); !st) return st.error();
+        if (auto st = insertRecord(db, r, key, projectId); !st) return st;
         out.changed = 1;
-    } else {
-        const StoredEvent& e = **stored;
-        const bool sameSource = e.record.sourcePath == r.sourcePath && e.record.sourceOffset == r.sourceOffset;
-        // A re-read of the same line (a rewrite in place) is the truth about it.
-        const bool wins = sources::betterRecord(r, e.record) ||
-                          (sameSource && !sources::betterRecord(e.record, r));
-        if (wins) {
-            if (!sameStoredFields(r, projectId, e.record, e.projectId)) {
-                if (auto st = deleteEvent(db, e.id); !st) return st.error();
-                if (auto st = insertRecord(db, r, key, projectId); !st) return st.error();
-                out.changed = 1;
-            } else if (!sameBookkeeping(r, e.record)) {
-                if (auto st = updateBookkeeping(db, e.id, r); !st) return st.error();
-            }
-        }
+        return {};
     }
-    if (claudeWithId && !r.isSidechain) {
+    const StoredEvent& e = **stored;
+    const bool sameSource = e.record.sourcePath == r.sourcePath && e.record.sourceOffset == r.sourceOffset;
+    // A re-read of the same line (a rewrite in place) is the truth about it.
+    const bool wins = sources::betterRecord(r, e.record) ||
+                      (sameSource && !sources::betterRecord(e.record, r));
+    if (!wins) return {};
+    if (!sameStoredFields(r, projectId, e.record, e.projectId)) {
+        if (auto st = deleteEvent(db, e.id); !st) return st;
+        if (auto st = insertRecord(db, r, key, projectId); !st) return st;
+        out.changed = 1;
+    } else if (!sameBookkeeping(r, e.record)) {
+        if (auto st = updateBookkeeping(db, e.id, r); !st) return st;
+    }
+    return {};
+}
+
+// One record against the store. A record `superseded` by a better record of
+// its key in the same step (a streamed response's earlier chunks, a repeated
+// token count) cannot be the stored winner once the step is applied, so its
+// event is not written only to be revised a few records later; what it
+// implies beyond its own event (the sessions its message appears in, the
+// sidechain events it absorbs) is applied all the same.
+Result<ApplyOutcome> applyRecord(store::Connection& db, const UsageRecord& r, std::int64_t projectId,
+                                 bool superseded) {
+    ApplyOutcome out;
+    if (!superseded)
+        if (auto st = applyEvent(db, r, projectId, out); !st) return st.error();
+    if (r.provider == Provider::Claude && !r.messageId.empty() && !r.isSidechain) {
         if (auto st = rememberMessageSession(db, r); !st) return st.error();
-        auto merged = mergeSidechains(db, r, key);
+        auto merged = mergeSidechains(db, r, r.eventKey);
         if (!merged) return merged.error();
         out.merged = *merged;
     }
@@ -328,6 +343,7 @@ Status IngestEngine::load(store::Connection& db) {
         f.linesSkipped = stmt->columnInt(13);
         files_.emplace(f.path, std::move(f));
     }
+    filesChanged();
     return {};
 }
 
@@ -486,6 +502,7 @@ Result<CycleReport> IngestEngine::runCycle(
         }
     }
     for (const auto& p : request.paths) statPath(p, seen);
+    filesChanged();
 
     CycleReport report;
     report.bytesToRead = request.rereadAll ? markAllForReread() : pendingBytes();
@@ -525,6 +542,7 @@ std::int64_t IngestEngine::markAllForReread() {
         f.failedSize = f.failedMtimeNs = -1;
         bytes += f.seenSize;
     }
+    filesChanged();
     return bytes;
 }
 
@@ -622,6 +640,7 @@ Result<StepReport> IngestEngine::runStep(
         p.linesSkipped = f.readFromStart ? 0 : f.linesSkipped;
         p.headHash = f.headHash;
         p.headLen = f.headLen;
+        if (beforeRead_) beforeRead_(f.path);
         UniqueFd fd(::open(f.path.c_str(), O_RDONLY | O_CLOEXEC));
         if (!fd.valid()) {
             // Vanished (or unreadable) between the stat and the read: skip it;
@@ -630,6 +649,7 @@ Result<StepReport> IngestEngine::runStep(
             if (lastError_[f.provider] != msg) log::warning(msg + ", skipping");
             lastError_[f.provider] = msg;
             f.dirty = false;
+            filesChanged();
             continue;
         }
         const sources::FileContext ctx = sources::makeFileContext(
@@ -732,7 +752,7 @@ Result<StepReport> IngestEngine::runStep(
         pending.push_back(std::move(p));
     }
 
-    StepReport report;
+        StepReport report;
     auto tx = store::Transaction::begin(db);
     if (!tx) return tx.error();
     for (const auto& path : vanished_) {
@@ -742,41 +762,84 @@ Result<StepReport> IngestEngine::runStep(
         if (auto st = (*del)->run(); !st) return st.error();
     }
     const double nowSeconds = static_cast<double>(clock_.now()) / kMicrosPerSecond;
+    // Per step, not per record: the projects this step met (committed into
+    // projectIds_ only after the commit), each project's newest file mtime,
+    // and each session's earliest cwd. The statements they stand for are
+    // idempotent (an upsert keeping the first path, MAX, MIN), so running each
+    // once per step with the folded value leaves the store as running it per
+    // record would; nothing in the step reads those tables in between.
+    std::unordered_map<std::string, ProjectEntry> stepProjects;
+    std::unordered_map<std::int64_t, double> projectMtimes;
+    struct SessionCwd {
+        std::string_view provider, sessionId, cwd, firstTs;
+    };
+    std::map<std::pair<std::string_view, std::string_view>, SessionCwd> sessionCwds;
+    // The step's best record of each key (keys name their provider).
+    std::unordered_map<std::string_view, const UsageRecord*> best;
+    for (const auto& p : pending) {
+        if (p.parseFailed) continue;
+        for (const auto& r : p.records) {
+            auto [it, inserted] = best.try_emplace(r.eventKey, &r);
+            if (!inserted && sources::betterRecord(r, *it->second)) it->second = &r;
+        }
+    }
     for (auto& p : pending) {
         FileEntry& f = *p.file;
         if (p.parseFailed) continue;
+        const double fileMtime = static_cast<double>(f.seenMtimeNs) / 1e9;
         for (const auto& r : p.records) {
-            const std::string projectKey = std::string(sources::providerName(r.provider)) + '\0' + r.projectSlug;
-            auto cached = projectIds_.find(projectKey);
+            const std::string_view provider = sources::providerName(r.provider);
+            std::string projectKey = std::string(provider) + '\0' + r.projectSlug;
+            const ProjectEntry* known = nullptr;
+            if (auto it = stepProjects.find(projectKey); it != stepProjects.end()) known = &it->second;
+            else if (auto it2 = projectIds_.find(projectKey); it2 != projectIds_.end()) known = &it2->second;
             std::int64_t projectId = 0;
-            if (cached == projectIds_.end() || !r.cwd.empty()) {
-                auto id = store::ensureProject(db, std::string(sources::providerName(r.provider)),
-                                               r.projectSlug,
+            // ensureProject only sets a path the project lacks: once it has one,
+            // or when this record brings none, the known id is the answer.
+            if (known && (known->hasPath || r.cwd.empty())) {
+                projectId = known->id;
+            } else {
+                auto id = store::ensureProject(db, std::string(provider), r.projectSlug,
                                                r.cwd.empty() ? std::nullopt : std::optional<std::string>(r.cwd),
-                                               nowSeconds);
+                                               nowSeconds, fileMtime);
                 if (!id) return id.error();
                 projectId = *id;
-            } else {
-                projectId = cached->second;
+                stepProjects[std::move(projectKey)] =
+                    ProjectEntry{projectId, !r.cwd.empty() || (known && known->hasPath)};
             }
-            auto applied = applyRecord(db, r, projectId);
+            auto applied = applyRecord(db, r, projectId, best.at(r.eventKey) != &r);
             if (!applied) return applied.error();
             report.eventsChanged += applied->changed;
             report.eventsMerged += applied->merged;
             if (!r.cwd.empty()) {
-                auto cwd = db.cached(
-                    "INSERT INTO session_cwd (provider, session_id, cwd, first_ts) VALUES (?1, ?2, ?3, ?4) "
-                    "ON CONFLICT (provider, session_id) DO UPDATE SET cwd = excluded.cwd, "
-                    "first_ts = excluded.first_ts WHERE excluded.first_ts < session_cwd.first_ts");
-                if (!cwd) return cwd.error();
-                (*cwd)->bind(1, sources::providerName(r.provider)).bind(2, r.sessionId).bind(3, r.cwd).bind(4, r.tsText);
-                if (auto st = (*cwd)->run(); !st) return st.error();
+                // The earliest record's cwd; among equal timestamps the first met.
+                auto [it, inserted] = sessionCwds.try_emplace({provider, r.sessionId},
+                                                              SessionCwd{provider, r.sessionId, r.cwd, r.tsText});
+                if (!inserted && r.tsText < it->second.firstTs) it->second = {provider, r.sessionId, r.cwd, r.tsText};
             }
-            auto lm = db.cached("UPDATE projects SET last_modified = MAX(last_modified, ?2) WHERE id = ?1");
-            if (!lm) return lm.error();
-            (*lm)->bind(1, projectId).bind(2, static_cast<double>(f.seenMtimeNs) / 1e9);
-            if (auto st = (*lm)->run(); !st) return st.error();
+            auto [mt, fresh] = projectMtimes.try_emplace(projectId, fileMtime);
+            if (!fresh) mt->second = std::max(mt->second, fileMtime);
         }
+    }
+    for (const auto& [key, c] : sessionCwds) {
+        (void)key;
+        auto cwd = db.cached(
+            "INSERT INTO session_cwd (provider, session_id, cwd, first_ts) VALUES (?1, ?2, ?3, ?4) "
+            "ON CONFLICT (provider, session_id) DO UPDATE SET cwd = excluded.cwd, "
+            "first_ts = excluded.first_ts WHERE excluded.first_ts < session_cwd.first_ts");
+        if (!cwd) return cwd.error();
+        (*cwd)->bind(1, c.provider).bind(2, c.sessionId).bind(3, c.cwd).bind(4, c.firstTs);
+        if (auto st = (*cwd)->run(); !st) return st.error();
+    }
+    for (const auto& [projectId, mtime] : projectMtimes) {
+        auto lm = db.cached("UPDATE projects SET last_modified = MAX(last_modified, ?2) WHERE id = ?1");
+        if (!lm) return lm.error();
+        (*lm)->bind(1, projectId).bind(2, mtime);
+        if (auto st = (*lm)->run(); !st) return st.error();
+    }
+    for (auto& p : pending) {
+        FileEntry& f = *p.file;
+        if (p.parseFailed) continue;
         auto cp = db.cached(
             "INSERT INTO file_checkpoints (path, provider, rel_path, dev, ino, size, mtime_ns, offset, "
             "head_hash, head_len, tail_hash, tail_len, parser_state, lines_skipped, updated_at_us) "
@@ -805,6 +868,7 @@ Result<StepReport> IngestEngine::runStep(
 
     // Committed: now memory may move.
     vanished_.clear();
+    for (auto& [key, entry] : stepProjects) projectIds_[key] = entry;
     for (auto& p : pending) {
         FileEntry& f = *p.file;
         if (p.parseFailed) {
@@ -833,25 +897,45 @@ Result<StepReport> IngestEngine::runStep(
         (void)path;
         if (f.dirty) more = true;
     }
+    filesChanged();
     return report;
 }
 
+// The per-file sums are one pass over every file for all providers, kept
+// until a file entry changes (filesChanged()): a cycle asks for the sources
+// several times (its pending bytes, the step's snapshot, each commit's and
+// each mart step's report), and with thousands of files those passes were
+// most of what a one-line append cost.
+const IngestEngine::FileTotals& IngestEngine::fileTotals() const {
+    static_assert(static_cast<std::size_t>(Provider::Gemini) + 1 == kProviderCount);
+    if (fileTotals_) return *fileTotals_;
+    auto& totals = fileTotals_.emplace();
+    for (const auto& [path, f] : files_) {
+        (void)path;
+        if (!f.present) continue;
+        ProviderTotals& t = totals[static_cast<std::size_t>(f.provider)];
+        ++t.files;
+        t.bytesIngested += static_cast<std::int64_t>(f.offset);
+        if (f.seenSize > static_cast<std::int64_t>(f.offset) && (f.dirty || !f.geminiJson))
+            t.bytesPending += f.seenSize - static_cast<std::int64_t>(f.offset);
+        t.linesSkipped += f.linesSkipped;
+    }
+    return totals;
+}
+
 std::vector<status::SourceState> IngestEngine::sourcesState() const {
+    const FileTotals& totals = fileTotals();
     std::vector<status::SourceState> out;
     for (const auto& pr : roots_) {
+        const ProviderTotals& t = totals[static_cast<std::size_t>(pr.provider)];
         status::SourceState s;
         s.provider = std::string(sources::providerName(pr.provider));
         s.roots = pr.roots;
         s.watching = "events";
-        for (const auto& [path, f] : files_) {
-            (void)path;
-            if (f.provider != pr.provider || !f.present) continue;
-            ++s.files;
-            s.bytesIngested += static_cast<std::int64_t>(f.offset);
-            if (f.seenSize > static_cast<std::int64_t>(f.offset) && (f.dirty || !f.geminiJson))
-                s.bytesPending += f.seenSize - static_cast<std::int64_t>(f.offset);
-            s.linesSkipped += f.linesSkipped;
-        }
+        s.files = t.files;
+        s.bytesIngested = t.bytesIngested;
+        s.bytesPending = t.bytesPending;
+        s.linesSkipped = t.linesSkipped;
         if (auto it = bytesReadSinceStart_.find(pr.provider); it != bytesReadSinceStart_.end())
             s.bytesReadSinceStart = it->second;
         if (auto it = lastError_.find(pr.provider); it != lastError_.end() && !it->second.empty())

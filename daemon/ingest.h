@@ -30,10 +30,20 @@
 // a fresh id; the retraction trigger records what the old row contributed);
 // a Claude non-sidechain record merges away the sidechain-only event of its
 // message (a merge: DELETE).
+//
+// Within a step, a record beaten by another record of its key in the same
+// step (the earlier chunks of a streamed response, a repeated token count)
+// does not write its event: the winner order is total (identity.h), so
+// applying the step's best record alone leaves the store as applying each in
+// turn would, without the insert-then-revise churn (a third of a first
+// ingest's rows on real logs). Likewise the project upserts, the projects'
+// last-modified times and the sessions' first cwd are folded in memory and
+// written once per step.
 #pragma once
 
 #include <sys/types.h>
 
+#include <array>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -127,6 +137,12 @@ public:
     // Every directory scanned, as configured now (for the watcher).
     std::vector<ScanDir> allScanDirs() const;
 
+    // Tests: runs just before a step opens a file it decided to read, so a
+    // test can make the file vanish between the stat and the read.
+    void setBeforeReadForTest(std::function<void(const std::string& path)> hook) {
+        beforeRead_ = std::move(hook);
+    }
+
 private:
     struct FileEntry {
         std::string path;
@@ -169,10 +185,27 @@ private:
     const Clock& clock_;
     std::map<std::string, FileEntry> files_;  // by absolute path; ordered: deterministic steps
     std::vector<std::string> vanished_;       // checkpoints to delete in the next step
-    std::unordered_map<std::string, std::int64_t> projectIds_;  // "provider\0slug" -> id
+    // A project the store holds, and whether its path is set (ensureProject
+    // then has nothing left to do for it).
+    struct ProjectEntry {
+        std::int64_t id = 0;
+        bool hasPath = false;
+    };
+    std::unordered_map<std::string, ProjectEntry> projectIds_;  // "provider\0slug"; committed only
     std::map<sources::Provider, std::int64_t> bytesReadSinceStart_;
     std::map<sources::Provider, std::string> lastError_;
     std::int64_t bytesReadBySteps_ = 0;
+    std::function<void(const std::string&)> beforeRead_;
+    // Per provider, sums over its present files for sourcesState(), computed
+    // when asked and kept until a file entry changes (writer thread only).
+    static constexpr std::size_t kProviderCount = 3;  // sources::Provider's values
+    struct ProviderTotals {
+        std::int64_t files = 0, bytesIngested = 0, bytesPending = 0, linesSkipped = 0;
+    };
+    using FileTotals = std::array<ProviderTotals, kProviderCount>;
+    const FileTotals& fileTotals() const;
+    void filesChanged() { fileTotals_.reset(); }
+    mutable std::optional<FileTotals> fileTotals_;
 };
 
 }  // namespace etld::daemon

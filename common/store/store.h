@@ -84,9 +84,11 @@ struct NewEvent {
     std::string costSource = "rate_card";
     std::string eventKey;
 };
+// The project's id, created when new (first_seen = now, last_modified = the
+// given source file mtime); a path is set only where the project has none.
 Result<std::int64_t> ensureProject(Connection& db, const std::string& provider,
                                    const std::string& slug, const std::optional<std::string>& path,
-                                   double nowSeconds);
+                                   double nowSeconds, double lastModifiedSeconds);
 Result<std::int64_t> insertEvent(Connection& db, const NewEvent& event);
 
 // Sources block <-> JSON text (daemon_state.sources_json).

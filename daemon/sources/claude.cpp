@@ -76,8 +76,9 @@ Result<ClaudeFileState> loadClaudeState(std::string_view text) {
 LineResult parseClaudeLine(std::string_view line, std::uint64_t offset, const FileContext& file,
                            ClaudeFileState& state, const PriceTable& prices) {
     if (line.find_first_not_of(" \t\r") == std::string_view::npos) return LineResult::notUsage();
+    std::string lineCopy;  // d's strings point into it
     rapidjson::Document d;
-    if (!json::parse(d, line)) return LineResult::skipped("malformed_json");
+    if (!json::parseInPlace(d, lineCopy, line)) return LineResult::skipped("malformed_json");
     if (!d.IsObject()) return LineResult::notUsage();
 
     // Where the record is: the line itself, or an agent-progress line's data.message.

@@ -138,8 +138,9 @@ Result<CodexFileState> loadCodexState(std::string_view text) {
 LineResult parseCodexLine(std::string_view line, std::uint64_t offset, const FileContext& file,
                           CodexFileState& state, const PriceTable& prices) {
     if (line.find_first_not_of(" \t\r") == std::string_view::npos) return LineResult::notUsage();
+    std::string lineCopy;  // d's strings point into it
     rapidjson::Document d;
-    if (!json::parse(d, line)) return LineResult::skipped("malformed_json");
+    if (!json::parseInPlace(d, lineCopy, line)) return LineResult::skipped("malformed_json");
     if (!d.IsObject()) return LineResult::notUsage();
     const std::optional<std::string_view> type = json::stringMember(d, "type");
     const Value* payload = json::objectMember(d, "payload");

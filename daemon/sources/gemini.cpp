@@ -107,8 +107,9 @@ Result<GeminiFileState> loadGeminiState(std::string_view text) {
 LineResult parseGeminiLine(std::string_view line, std::uint64_t offset, const FileContext& file,
                            GeminiFileState& state, const PriceTable& prices) {
     if (line.find_first_not_of(" \t\r") == std::string_view::npos) return LineResult::notUsage();
+    std::string lineCopy;  // d's strings point into it
     rapidjson::Document d;
-    if (!json::parse(d, line)) return LineResult::skipped("malformed_json");
+    if (!json::parseInPlace(d, lineCopy, line)) return LineResult::skipped("malformed_json");
     if (!d.IsObject()) return LineResult::notUsage();
 
     const bool isRecord = json::stringMember(d, "type") == "gemini";
@@ -148,8 +149,9 @@ LineResult parseGeminiLine(std::string_view line, std::uint64_t offset, const Fi
 
 Result<GeminiJsonResult> parseGeminiJsonFile(std::string_view bytes, const FileContext& file,
                                              const PriceTable& prices) {
+    std::string fileCopy;  // d's strings point into it
     rapidjson::Document d;
-    if (!json::parse(d, bytes) || !d.IsObject())
+    if (!json::parseInPlace(d, fileCopy, bytes) || !d.IsObject())
         return Error{"not_json", "Gemini session file does not parse (caught mid-write?)", 0};
     GeminiJsonResult out;
     const Value* messages = json::member(d, "messages");

@@ -10,6 +10,24 @@ bool parse(rapidjson::Document& doc, std::string_view text) {
     return !doc.HasParseError();
 }
 
+bool parseInPlace(rapidjson::Document& doc, std::string& buffer, std::string_view text) {
+    // parse() reads through an EncodedInputStream, which drops a leading
+    // UTF-8 byte-order mark, or as much of one as matches (0xEF, 0xEF 0xBB).
+    std::size_t bom = 0;
+    const auto byte = [&](std::size_t i) { return static_cast<unsigned char>(text[i]); };
+    if (!text.empty() && byte(0) == 0xEF) {
+        bom = 1;
+        if (text.size() > 1 && byte(1) == 0xBB) {
+            bom = 2;
+            if (text.size() > 2 && byte(2) == 0xBF) bom = 3;
+        }
+    }
+    text.remove_prefix(bom);
+    buffer.assign(text.data(), text.size());  // std::string keeps it NUL-terminated
+    doc.ParseInsitu<kParseFlags>(buffer.data());
+    return !doc.HasParseError();
+}
+
 const rapidjson::Value* member(const rapidjson::Value& v, std::string_view name) {
     if (!v.IsObject()) return nullptr;
     const auto it = v.FindMember(rapidjson::Value(rapidjson::StringRef(name.data(), name.size())));

@@ -137,6 +137,46 @@ TEST_CASE("a streamed response arriving in separate cycles is revised in place")
     CHECK(f.sum("output_tokens") == 50);
 }
 
+TEST_CASE("a streamed response read in one step is written once, as its heaviest chunk") {
+    Fixture f;
+    append(f.file, claudeLine("m1", "r1", 10, 1) + claudeLine("m1", "r1", 10, 50) +
+                       claudeLine("m1", "r1", 10, 2));
+    f.cycle();
+    CHECK(f.count() == 1);
+    CHECK(f.sum("output_tokens") == 50);
+    // Nothing was written only to be revised within the step.
+    CHECK(f.maxId() == 1);
+    CHECK(f.db.queryInt("SELECT COUNT(*) FROM event_retractions").value() == 0);
+}
+
+TEST_CASE("a chunk superseded within its step still lends its session to the message") {
+    Fixture f;
+    // One response copied into two sessions (a continued transcript): the
+    // lighter copy loses within the step, but its session holds the message.
+    append(f.file, claudeLine("m1", "r1", 10, 1, "2026-01-01T10:00:00.000Z", "sA") +
+                       claudeLine("m1", "r1", 10, 50, "2026-01-01T10:00:00.000Z", "sB"));
+    f.cycle();
+    CHECK(f.count() == 1);
+    // A sidechain replay of that message in session sA (no requestId) belongs to it.
+    append(f.file, claudeLine("m1", "", 10, 90, "2026-01-01T10:00:01.000Z", "sA", true));
+    f.cycle(false, {f.file});
+    CHECK(f.count() == 1);
+    CHECK(f.sum("output_tokens") == 50);
+}
+
+TEST_CASE("a project first met without a cwd takes the path of the first record that has one") {
+    Fixture f;
+    std::string noCwd = claudeLine("m1", "r1", 10, 5);
+    noCwd.erase(noCwd.find(R"("cwd":"/p1",)"), std::string(R"("cwd":"/p1",)").size());
+    append(f.file, noCwd);
+    f.cycle();
+    CHECK(f.db.queryInt("SELECT COUNT(*) FROM projects WHERE path IS NULL").value() == 1);
+    append(f.file, claudeLine("m2", "r2", 10, 5));
+    f.cycle(false, {f.file});
+    CHECK(f.db.queryInt("SELECT COUNT(*) FROM projects").value() == 1);
+    CHECK(f.db.queryInt("SELECT COUNT(*) FROM projects WHERE path = '/p1'").value() == 1);
+}
+
 TEST_CASE("truncate: stored events stay, new content is read from the start") {
     Fixture f;
     append(f.file, claudeLine("m1", "r1", 10, 5) + claudeLine("m2", "r2", 10, 5));
@@ -318,4 +358,22 @@ TEST_CASE("a failed step moves no checkpoint, and the bytes are read again") {
     CHECK(f.db.queryInt("SELECT COUNT(*) FROM file_checkpoints").value() == 0);
     f.cycle();
     CHECK(f.count() == 1);
+}
+
+TEST_CASE("a file that vanishes between its stat and its read is skipped, and the rest goes on") {
+    Fixture f;
+    const std::string other = f.projects + "/b.jsonl";
+    append(f.file, claudeLine("m1", "r1", 1, 1));
+    append(other, claudeLine("m2", "r2", 1, 1));
+    f.engine->setBeforeReadForTest([&](const std::string& path) {
+        if (path == f.file) ::unlink(f.file.c_str());
+    });
+    f.cycle();
+    CHECK(f.count() == 1);  // b.jsonl's event
+    CHECK(f.claude().lastError.has_value());
+    CHECK(f.claude().lastError->find("a.jsonl") != std::string::npos);
+    f.engine->setBeforeReadForTest({});
+    append(f.file, claudeLine("m3", "r3", 1, 1));  // it comes back: read from the start
+    f.cycle();
+    CHECK(f.count() == 2);
 }

@@ -101,7 +101,7 @@ void deleteEvent(Connection& db, std::int64_t id) {
 }
 
 std::int64_t project(Connection& db, const std::string& provider, const std::string& slug) {
-    auto id = ensureProject(db, provider, slug, std::nullopt, 0);
+    auto id = ensureProject(db, provider, slug, std::nullopt, 0, 0);
     REQUIRE(id);
     return *id;
 }

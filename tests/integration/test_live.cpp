@@ -191,9 +191,20 @@ TEST_CASE("backfill: busy while one runs, invalid params, and a forced one re-pr
         CHECK(std::string(at(busy, "error.data.job_id").GetString()) ==
               std::string(at(started, "result.job_id").GetString()));
     }
-    auto wait = runProgram({etlctlPath(), "--socket", again.socket(), "backfill", "--wait"},
-                           live.dir.path());
-    // Either it waited on its own job or found ours still running (busy).
+    // Follow the job to its end through a subscription (no polling, no sleep).
+    const std::string jobId = at(started, "result.job_id").GetString();
+    auto sub = RawClient::connect(again.socket());
+    auto doc = sub.call("subscribe");
+    for (const rapidjson::Value* result = &at(doc, "result");;) {
+        const auto& last = at(*result, "last_job");
+        if (at(*result, "current_job").IsNull() && last.IsObject() &&
+            std::string(at(last, "job_id").GetString()) == jobId) {
+            CHECK(std::string(at(last, "status").GetString()) == "complete");
+            break;
+        }
+        doc = parseJson(sub.expectLine());
+        result = &at(doc, "result");
+    }
     auto r = client.call("sync");
     CHECK(at(r, "result.events.total").GetInt64() == 1);  // history stays
     again.stop();
