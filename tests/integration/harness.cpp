@@ -661,4 +661,14 @@ bool pathExists(const std::string& path) {
     return ::lstat(path.c_str(), &st) == 0;
 }
 
+rapidjson::Document statusJson(const TempDir& dir, const DaemonProcess& d,
+                               std::vector<std::string> extra) {
+    std::vector<std::string> args = d.ctlTarget();
+    args.insert(args.end(), {"status", "--format", "json"});
+    args.insert(args.end(), extra.begin(), extra.end());
+    const ProcessResult r = runCtl(dir, args);
+    REQUIRE_MESSAGE(r.exitCode == 0, r.describe());
+    return parseJson(r.out);
+}
+
 }  // namespace etld::it

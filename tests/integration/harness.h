@@ -227,6 +227,11 @@ class RawClient {
     std::string buffer_;
 };
 
+// `etlctl <target> status --format json <extra>`: exit 0 and a document, or
+// fails the test.
+rapidjson::Document statusJson(const TempDir& dir, const DaemonProcess& d,
+                               std::vector<std::string> extra = {});
+
 // Parses JSON or fails the test.
 rapidjson::Document parseJson(const std::string& text);
 // The value at a dotted path ("watcher.running"), or fails the test.

@@ -8,16 +8,6 @@ using namespace etld::it;
 
 namespace {
 
-rapidjson::Document statusJson(const TempDir& dir, const DaemonProcess& d,
-                               std::vector<std::string> extra = {}) {
-    std::vector<std::string> args = d.ctlTarget();
-    args.insert(args.end(), {"status", "--format", "json"});
-    args.insert(args.end(), extra.begin(), extra.end());
-    const ProcessResult r = runCtl(dir, args);
-    REQUIRE_MESSAGE(r.exitCode == 0, r.describe());
-    return parseJson(r.out);
-}
-
 bool watcherEnabled(const rapidjson::Document& doc) {
     REQUIRE(at(doc, "watcher.enabled").IsBool());
     return at(doc, "watcher.enabled").GetBool();

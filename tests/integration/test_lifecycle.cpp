@@ -12,17 +12,6 @@ using namespace etld::it;
 
 namespace {
 
-// `etlctl <target> status --format json <extra>`: exit 0 and a document.
-rapidjson::Document statusJson(const TempDir& dir, const DaemonProcess& d,
-                               std::vector<std::string> extra = {}) {
-    std::vector<std::string> args = d.ctlTarget();
-    args.insert(args.end(), {"status", "--format", "json"});
-    args.insert(args.end(), extra.begin(), extra.end());
-    const ProcessResult r = runCtl(dir, args);
-    REQUIRE_MESSAGE(r.exitCode == 0, r.describe());
-    return parseJson(r.out);
-}
-
 ProcessResult status(const TempDir& dir, const DaemonProcess& d, std::vector<std::string> extra) {
     std::vector<std::string> args = d.ctlTarget();
     args.push_back("status");
