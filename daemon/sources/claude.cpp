@@ -76,6 +76,11 @@ Result<ClaudeFileState> loadClaudeState(std::string_view text) {
 LineResult parseClaudeLine(std::string_view line, std::uint64_t offset, const FileContext& file,
                            ClaudeFileState& state, const PriceTable& prices) {
     if (line.find_first_not_of(" \t\r") == std::string_view::npos) return LineResult::notUsage();
+    // Most bytes are prompts and tool results: a line that cannot name a
+    // `usage` key is only checked for validity (a malformed one still counts
+    // as skipped), without building its document.
+    if (!json::mayHaveKey(line, "\"usage\""))
+        return json::isValid(line) ? LineResult::notUsage() : LineResult::skipped("malformed_json");
     std::string lineCopy;  // d's strings point into it
     rapidjson::Document d;
     if (!json::parseInPlace(d, lineCopy, line)) return LineResult::skipped("malformed_json");

@@ -1,5 +1,9 @@
 #include "sources/json_util.h"
 
+#include <rapidjson/encodedstream.h>
+#include <rapidjson/memorystream.h>
+#include <rapidjson/reader.h>
+
 #include <cmath>
 #include <limits>
 
@@ -8,6 +12,19 @@ namespace etld::sources::json {
 bool parse(rapidjson::Document& doc, std::string_view text) {
     doc.Parse<kParseFlags>(text.data(), text.size());
     return !doc.HasParseError();
+}
+
+bool isValid(std::string_view text) {
+    rapidjson::MemoryStream bytes(text.data(), text.size());
+    rapidjson::EncodedInputStream<rapidjson::UTF8<>, rapidjson::MemoryStream> in(bytes);
+    rapidjson::BaseReaderHandler<> keepNothing;
+    rapidjson::Reader reader;
+    return !reader.Parse<kParseFlags>(in, keepNothing).IsError();
+}
+
+bool mayHaveKey(std::string_view line, std::string_view quotedKey) {
+    return line.find(quotedKey) != std::string_view::npos ||
+           line.find("\\u") != std::string_view::npos;
 }
 
 bool parseInPlace(rapidjson::Document& doc, std::string& buffer, std::string_view text) {

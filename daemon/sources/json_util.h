@@ -32,6 +32,15 @@ bool parse(rapidjson::Document& doc, std::string_view text);
 // being copied, through the parser's stack, into the document's allocator,
 // which was most of the parsing work on log lines carrying long texts. It
 // accepts exactly what parse() accepts, and gives the same values.
+// Whether `text` is one valid JSON value, exactly as parse() would judge it,
+// without building a document (a SAX pass with a handler that keeps nothing).
+bool isValid(std::string_view text);
+
+// Whether a line may hold an object key named `key`: its bytes appear quoted,
+// or the line has a \u escape (which could spell any key). False means the
+// key is certainly absent, so a parser may skip building the document.
+bool mayHaveKey(std::string_view line, std::string_view quotedKey);
+
 bool parseInPlace(rapidjson::Document& doc, std::string& buffer, std::string_view text);
 
 // A member of an object value; nullptr if `v` is not an object or lacks it.

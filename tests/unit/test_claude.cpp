@@ -88,6 +88,22 @@ TEST_CASE("claude: lines that are not usage records are neither records nor skip
     CHECK(parse("[1,2]").kind == LineResult::Kind::NotUsage);
 }
 
+TEST_CASE("claude: the fast path for lines without a usage key judges them as the full parse does") {
+    // No `"usage"` bytes: validity alone decides (skipped vs not usage).
+    CHECK(parse(R"({"type":"user","message":{"content":"a long tool result"}})").kind ==
+          LineResult::Kind::NotUsage);
+    CHECK(parse(R"({"type":"user","message":{"content":"unterminated})").kind ==
+          LineResult::Kind::Skipped);
+    CHECK(parse("\xef\xbb\xbf{\"type\":\"user\"}").kind == LineResult::Kind::NotUsage);  // BOM, as parse()
+    CHECK(parse(R"({"a":1} trailing)").kind == LineResult::Kind::Skipped);
+    // A key spelled with an escape is still found: the full parse runs.
+    std::string escaped(kBase);
+    escaped.replace(escaped.find("\"usage\""), 7, "\"\\u0075sage\"");
+    const LineResult r = parse(escaped);
+    REQUIRE(r.kind == LineResult::Kind::Record);
+    CHECK(r.record->inputTokens == 10);
+}
+
 TEST_CASE("claude: the line's type is not checked") {
     CHECK(recordOf(R"({"type":"user"})").inputTokens == 10);
     CHECK(recordOf(R"({"type":"<delete>"})").inputTokens == 10);
