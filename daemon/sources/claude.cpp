@@ -83,8 +83,7 @@ LineResult parseClaudeLine(std::string_view line, std::uint64_t offset, const Fi
         return json::isValid(line) ? LineResult::notUsage() : LineResult::skipped("malformed_json");
     std::string lineCopy;  // d's strings point into it
     rapidjson::Document d;
-    if (!json::parseInPlace(d, lineCopy, line)) return LineResult::skipped("malformed_json");
-    if (!d.IsObject()) return LineResult::notUsage();
+    if (auto outcome = json::parseLineObject(line, lineCopy, d)) return *outcome;
 
     // Where the record is: the line itself, or an agent-progress line's data.message.
     const Value* rec = &d;

@@ -137,11 +137,9 @@ Result<CodexFileState> loadCodexState(std::string_view text) {
 
 LineResult parseCodexLine(std::string_view line, std::uint64_t offset, const FileContext& file,
                           CodexFileState& state, const PriceTable& prices) {
-    if (line.find_first_not_of(" \t\r") == std::string_view::npos) return LineResult::notUsage();
     std::string lineCopy;  // d's strings point into it
     rapidjson::Document d;
-    if (!json::parseInPlace(d, lineCopy, line)) return LineResult::skipped("malformed_json");
-    if (!d.IsObject()) return LineResult::notUsage();
+    if (auto outcome = json::parseLineObject(line, lineCopy, d)) return *outcome;
     const std::optional<std::string_view> type = json::stringMember(d, "type");
     const Value* payload = json::objectMember(d, "payload");
     if (!type || payload == nullptr) return LineResult::notUsage();

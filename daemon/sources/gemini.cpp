@@ -106,11 +106,9 @@ Result<GeminiFileState> loadGeminiState(std::string_view text) {
 
 LineResult parseGeminiLine(std::string_view line, std::uint64_t offset, const FileContext& file,
                            GeminiFileState& state, const PriceTable& prices) {
-    if (line.find_first_not_of(" \t\r") == std::string_view::npos) return LineResult::notUsage();
     std::string lineCopy;  // d's strings point into it
     rapidjson::Document d;
-    if (!json::parseInPlace(d, lineCopy, line)) return LineResult::skipped("malformed_json");
-    if (!d.IsObject()) return LineResult::notUsage();
+    if (auto outcome = json::parseLineObject(line, lineCopy, d)) return *outcome;
 
     const bool isRecord = json::stringMember(d, "type") == "gemini";
     const std::optional<std::string_view> lineModel = json::nonEmptyString(d, "model");

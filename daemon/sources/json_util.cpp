@@ -45,6 +45,14 @@ bool parseInPlace(rapidjson::Document& doc, std::string& buffer, std::string_vie
     return !doc.HasParseError();
 }
 
+std::optional<LineResult> parseLineObject(std::string_view line, std::string& buffer,
+                                          rapidjson::Document& doc) {
+    if (line.find_first_not_of(" \t\r") == std::string_view::npos) return LineResult::notUsage();
+    if (!parseInPlace(doc, buffer, line)) return LineResult::skipped("malformed_json");
+    if (!doc.IsObject()) return LineResult::notUsage();
+    return std::nullopt;
+}
+
 const rapidjson::Value* member(const rapidjson::Value& v, std::string_view name) {
     if (!v.IsObject()) return nullptr;
     const auto it = v.FindMember(rapidjson::Value(rapidjson::StringRef(name.data(), name.size())));

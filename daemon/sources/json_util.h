@@ -17,6 +17,7 @@
 #include <string>
 #include <string_view>
 
+#include "sources/record.h"
 #include "util/result.h"
 
 namespace etld::sources::json {
@@ -40,6 +41,12 @@ bool isValid(std::string_view text);
 // or the line has a \u escape (which could spell any key). False means the
 // key is certainly absent, so a parser may skip building the document.
 bool mayHaveKey(std::string_view line, std::string_view quotedKey);
+
+// One transcript line as a JSON object in `doc` (its strings pointing into
+// `buffer`), or the line's outcome when it is none: a blank line or a value
+// that is not an object is not usage; malformed JSON is a skipped line.
+std::optional<LineResult> parseLineObject(std::string_view line, std::string& buffer,
+                                          rapidjson::Document& doc);
 
 bool parseInPlace(rapidjson::Document& doc, std::string& buffer, std::string_view text);
 
