@@ -215,11 +215,7 @@ void Daemon::scheduleCycle() {
     if (jobStarting) job_->phase = JobPhase::Reread;
     cycleInFlight_ = true;
 
-    store::DaemonSnapshot base;
-    base.pid = getpid();
-    base.version = ETLD_VERSION;
-    base.startedAt = startedAt_;
-    base.watcherEnabled = options_.watcherEnabled;
+    const store::DaemonSnapshot base = snapshotIdentity();
     auto* engine = ingest_.get();
     auto* writer = writer_.get();
     auto report = std::make_shared<CycleReport>();
@@ -558,12 +554,18 @@ void Daemon::onSignal(uv_signal_t* handle, int signum) noexcept {
 
 status::StatusInput Daemon::statusInput() const { return state_; }
 
-void Daemon::recordStateSnapshot() {
+// The part of the recorded snapshot that never changes while we run.
+store::DaemonSnapshot Daemon::snapshotIdentity() const {
     store::DaemonSnapshot snap;
     snap.pid = getpid();
     snap.version = ETLD_VERSION;
     snap.startedAt = startedAt_;
-    snap.watcherEnabled = state_.watcherEnabled;
+    snap.watcherEnabled = options_.watcherEnabled;
+    return snap;
+}
+
+void Daemon::recordStateSnapshot() {
+    store::DaemonSnapshot snap = snapshotIdentity();
     snap.lastRefresh = state_.lastRefresh;
     snap.eventsInLastCycle = state_.eventsInLastCycle;
     snap.sources = state_.sources;

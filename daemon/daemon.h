@@ -52,6 +52,7 @@ private:
     void registerMethods();
     void registerTestHooks();
     void recordStateSnapshot();
+    store::DaemonSnapshot snapshotIdentity() const;
 
     static void onSignal(uv_signal_t* handle, int signum) noexcept;
 
