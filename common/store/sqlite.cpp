@@ -1,5 +1,6 @@
 #include "store/sqlite.h"
 
+#include <mutex>
 #include <utility>
 
 namespace etld::store {
@@ -87,7 +88,21 @@ void Statement::finalize() {
     stmt_ = nullptr;
 }
 
+namespace {
+
+// SQLite keeps allocation statistics behind a global mutex taken on every
+// sqlite3_malloc and sqlite3_free; nothing here reads them, and on a cold
+// ingest that mutex was ~6% of the CPU. The setting must precede SQLite's
+// initialization, hence once, before the first open.
+void configureLibraryOnce() {
+    static std::once_flag once;
+    std::call_once(once, [] { sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0); });
+}
+
+}  // namespace
+
 Result<Connection> Connection::open(const std::string& path, int flags) {
+    configureLibraryOnce();
     sqlite3* db = nullptr;
     const int rc = sqlite3_open_v2(path.c_str(), &db, flags | SQLITE_OPEN_URI, nullptr);
     if (rc != SQLITE_OK) {

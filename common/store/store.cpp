@@ -78,6 +78,12 @@ Result<Connection> openWriter(const std::string& path, const WriterOptions& opti
     }
     if (auto st = db->exec("PRAGMA journal_size_limit = " + std::to_string(kWalLimitBytes)); !st)
         return st.error();
+    auto pageBytes = db->queryInt("PRAGMA page_size");
+    if (!pageBytes) return pageBytes.error();
+    if (auto st = db->exec("PRAGMA wal_autocheckpoint = " +
+                           std::to_string(kWalCheckpointBytes / std::max<std::int64_t>(*pageBytes, 512)));
+        !st)
+        return st.error();
     if (auto st = migrate(*db, options.beforeMigration); !st) return st.error();
     return db;
 }

@@ -117,6 +117,25 @@ TEST_CASE("the writer connection runs in WAL mode with the store.md pragmas") {
     CHECK(*db.queryInt("PRAGMA foreign_keys") == 1);
 }
 
+TEST_CASE("SQLite keeps no allocation statistics (their global mutex cost ~6% of an ingest)") {
+    TempDir dir;
+    Connection db = freshStore(dir);
+    REQUIRE(db.exec("CREATE TABLE t (x); INSERT INTO t VALUES (randomblob(100000))"));
+    sqlite3_int64 current = -1;
+    sqlite3_int64 highest = -1;
+    REQUIRE(sqlite3_status64(SQLITE_STATUS_MEMORY_USED, &current, &highest, 0) == SQLITE_OK);
+    CHECK(current == 0);
+    CHECK(highest == 0);
+}
+
+TEST_CASE("the writer bounds its WAL: checkpoints every kWalCheckpointBytes, truncates past the limit") {
+    TempDir dir;
+    Connection db = freshStore(dir);
+    const std::int64_t pageBytes = *db.queryInt("PRAGMA page_size");
+    CHECK(*db.queryInt("PRAGMA wal_autocheckpoint") == kWalCheckpointBytes / pageBytes);
+    CHECK(*db.queryInt("PRAGMA journal_size_limit") == kWalLimitBytes);
+}
+
 TEST_CASE("projects has store.md's columns, types and UNIQUE(provider, slug)") {
     TempDir dir;
     Connection db = freshStore(dir);
