@@ -1,13 +1,24 @@
 #include "sources/json_util.h"
 
-#include <rapidjson/encodedstream.h>
-#include <rapidjson/memorystream.h>
 #include <rapidjson/reader.h>
 
 #include <cmath>
 #include <limits>
 
 namespace etld::sources::json {
+namespace {
+
+// parse() reads through an EncodedInputStream, which drops a leading UTF-8
+// byte-order mark, or as much of one as matches (0xEF, 0xEF 0xBB); the
+// in-place parses see the text without it, so all three agree.
+std::string_view withoutByteOrderMark(std::string_view text) {
+    constexpr std::string_view kMark = "\xEF\xBB\xBF";
+    std::size_t n = 0;
+    while (n < kMark.size() && n < text.size() && text[n] == kMark[n]) ++n;
+    return text.substr(n);
+}
+
+}  // namespace
 
 bool parse(rapidjson::Document& doc, std::string_view text) {
     doc.Parse<kParseFlags>(text.data(), text.size());
@@ -15,11 +26,20 @@ bool parse(rapidjson::Document& doc, std::string_view text) {
 }
 
 bool isValid(std::string_view text) {
-    rapidjson::MemoryStream bytes(text.data(), text.size());
-    rapidjson::EncodedInputStream<rapidjson::UTF8<>, rapidjson::MemoryStream> in(bytes);
+    // The same in-place parse over a scratch copy, with a handler that keeps
+    // nothing: the in-situ stream is the parser's fastest (no bounds check
+    // per byte, unescaped runs scanned 16 bytes at a time), where reading
+    // `text` through a MemoryStream took twice the instructions. One scratch
+    // per thread, let go of after an unusually long line.
+    constexpr std::size_t kKeepScratchBytes = 1 << 20;
+    thread_local std::string scratch;
+    scratch.assign(withoutByteOrderMark(text));
+    rapidjson::InsituStringStream in(scratch.data());
     rapidjson::BaseReaderHandler<> keepNothing;
     rapidjson::Reader reader;
-    return !reader.Parse<kParseFlags>(in, keepNothing).IsError();
+    const bool ok = !reader.Parse<kParseFlags | rapidjson::kParseInsituFlag>(in, keepNothing).IsError();
+    if (scratch.capacity() > kKeepScratchBytes) std::string().swap(scratch);
+    return ok;
 }
 
 bool mayHaveKey(std::string_view line, std::string_view quotedKey) {
@@ -28,18 +48,7 @@ bool mayHaveKey(std::string_view line, std::string_view quotedKey) {
 }
 
 bool parseInPlace(rapidjson::Document& doc, std::string& buffer, std::string_view text) {
-    // parse() reads through an EncodedInputStream, which drops a leading
-    // UTF-8 byte-order mark, or as much of one as matches (0xEF, 0xEF 0xBB).
-    std::size_t bom = 0;
-    const auto byte = [&](std::size_t i) { return static_cast<unsigned char>(text[i]); };
-    if (!text.empty() && byte(0) == 0xEF) {
-        bom = 1;
-        if (text.size() > 1 && byte(1) == 0xBB) {
-            bom = 2;
-            if (text.size() > 2 && byte(2) == 0xBF) bom = 3;
-        }
-    }
-    text.remove_prefix(bom);
+    text = withoutByteOrderMark(text);
     buffer.assign(text.data(), text.size());  // std::string keeps it NUL-terminated
     doc.ParseInsitu<kParseFlags>(buffer.data());
     return !doc.HasParseError();

@@ -34,7 +34,8 @@ bool parse(rapidjson::Document& doc, std::string_view text);
 // which was most of the parsing work on log lines carrying long texts. It
 // accepts exactly what parse() accepts, and gives the same values.
 // Whether `text` is one valid JSON value, exactly as parse() would judge it,
-// without building a document (a SAX pass with a handler that keeps nothing).
+// without building a document (an in-place pass over a per-thread scratch
+// copy, with a handler that keeps nothing).
 bool isValid(std::string_view text);
 
 // Whether a line may hold an object key named `key`: its bytes appear quoted,

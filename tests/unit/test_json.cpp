@@ -12,7 +12,7 @@ namespace {
 
 using namespace std::string_view_literals;
 
-TEST_CASE("parseInPlace accepts what parse accepts and gives the same document") {
+TEST_CASE("parseInPlace and isValid accept what parse accepts; parseInPlace gives the same document") {
     const std::string_view inputs[] = {
         R"({"a":"x\ny\u00e9\"","b":[1,2.5,-3e2,{"c":null}],"d":true})"sv,
         R"({"big":12345678901234567890123,"f":0.1000000000000000055511151231257827})"sv,
@@ -27,6 +27,11 @@ TEST_CASE("parseInPlace accepts what parse accepts and gives the same document")
         "{\"a\":"sv,
         ""sv,
         "\"\\ud800\""sv,             // a lone surrogate escape
+        "{\"a\":\"0123456789abcdef0123456789abcdef\\n0123456789abcdef\"}"sv,  // runs past 16 bytes
+        "{\"a\":\"0123456789abcdef0123456789abcdef\x01\"}"sv,  // a control byte after a long run
+        "{\"a\":\"0123456789abcdef0123456789abcdef"sv,  // unterminated after a long run
+        "[1,2"sv,
+        "{\"a\":tru}"sv,
     };
     for (const std::string_view text : inputs) {
         CAPTURE(std::string(text));
@@ -35,6 +40,7 @@ TEST_CASE("parseInPlace accepts what parse accepts and gives the same document")
         const bool okCopied = json::parse(copied, text);
         const bool okInPlace = json::parseInPlace(inPlace, buffer, text);
         CHECK(okCopied == okInPlace);
+        CHECK(json::isValid(text) == okCopied);
         if (okCopied && okInPlace) CHECK(copied == inPlace);
     }
 }
