@@ -225,6 +225,7 @@ void insertEvents(store::Connection& db, long first, long count,
         s.bind(13, cost).bind(14, costSource).bind(15, "bench:" + std::to_string(i));
         check(s.run(), "insert event");
     }
+    check(store::foldEventCounts(db), "fold the event counts");  // as the daemon's writer does
     check(tx.commit(), "commit events");
 }
 
@@ -554,7 +555,9 @@ int main(int argc, char** argv) {
         buildStore(args, storePath);
     } else if (args.reuse) {  // a store kept by an earlier run (--keep)
         auto db = check(store::openReader(storePath), "open the kept store");
-        total = check(db.queryInt("SELECT n FROM event_counts WHERE dimension = 'total'"), "count");
+        status::StatusInput counts;
+        check(store::readCounters(db, counts), "count");
+        total = counts.eventsTotal;
         std::printf("store: reusing %s (%lld events)\n", storePath.c_str(),
                     static_cast<long long>(total));
     } else {

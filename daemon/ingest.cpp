@@ -616,6 +616,7 @@ Result<RepriceReport> IngestEngine::repriceStep(store::Connection& db, std::int6
         if (auto st = (*rekey)->run(); !st) return st.error();
         ++report.revised;
     }
+    if (auto st = store::foldEventCounts(db); !st) return st.error();
     if (auto st = tx->commit(); !st) return st.error();
     report.done = report.examined < batch || report.lastId >= endId;
     return report;
@@ -861,6 +862,7 @@ Result<StepReport> IngestEngine::runStep(
         s.bind(13, p.parserState).bind(14, p.linesSkipped).bind(15, clock_.now());
         if (auto st = s.run(); !st) return st.error();
     }
+    if (auto st = store::foldEventCounts(db); !st) return st.error();
     report.committedAt = clock_.now();
     if (inStep)
         if (auto st = inStep(db, report); !st) return st.error();

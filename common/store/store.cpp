@@ -5,6 +5,9 @@
 #include <rapidjson/writer.h>
 #include <sys/stat.h>
 
+#include <tuple>
+#include <vector>
+
 #include "store/schema.h"
 #include "util/instance_lock.h"
 #include "util/paths.h"
@@ -118,6 +121,61 @@ Result<Connection> openReader(const std::string& path) {
     return tryOpen("mode=ro&immutable=1");
 }
 
+namespace {
+
+// The schema version that introduced event_counts_through.
+constexpr std::int64_t kCountsWatermarkSchema = 4;
+
+// Events above the counted watermark, per (provider, cost_source): a range
+// read on the primary key, empty whenever the writer has folded.
+struct UncountedTail {
+    std::int64_t watermark = 0;
+    std::vector<std::tuple<std::string, std::string, std::int64_t>> groups;
+};
+
+Result<UncountedTail> readUncountedTail(Connection& db) {
+    UncountedTail tail;
+    // A store a daemon of before migration 4 left behind counts every row.
+    auto version = schemaVersion(db);
+    if (!version) return version.error();
+    if (*version < kCountsWatermarkSchema) return tail;
+    auto through = db.queryInt("SELECT last_id FROM event_counts_through");
+    if (!through) return through.error();
+    tail.watermark = *through;
+    // NOT INDEXED: the planner would otherwise walk idx_events_provider
+    // whole to get the groups in order; the primary key's range is tiny.
+    auto rows = db.cached(
+        "SELECT provider, cost_source, COUNT(*) FROM usage_events NOT INDEXED WHERE id > ?1 "
+        "GROUP BY 1, 2");
+    if (!rows) return rows.error();
+    Statement& r = **rows;
+    r.bind(1, tail.watermark);
+    for (;;) {
+        auto row = r.step();
+        if (!row) {
+            r.reset();
+            return row.error();
+        }
+        if (!*row) break;
+        tail.groups.emplace_back(r.columnText(0), r.columnText(1), r.columnInt(2));
+    }
+    r.reset();
+    return tail;
+}
+
+void addCount(std::vector<std::pair<std::string, std::int64_t>>& counts, const std::string& key,
+              std::int64_t n) {
+    for (auto& [k, v] : counts) {
+        if (k == key) {
+            v += n;
+            return;
+        }
+    }
+    counts.emplace_back(key, n);
+}
+
+}  // namespace
+
 Status readCounters(Connection& db, status::StatusInput& in) {
     auto counts = db.cached("SELECT dimension, key, n FROM event_counts");
     if (!counts) return counts.error();
@@ -136,6 +194,13 @@ Status readCounters(Connection& db, status::StatusInput& in) {
         else if (dim == "cost_source") in.eventsByCostSource.emplace_back(c.columnText(1), n);
     }
     c.reset();
+    auto tail = readUncountedTail(db);
+    if (!tail) return tail.error();
+    for (const auto& [provider, costSource, n] : tail->groups) {
+        in.eventsTotal += n;
+        addCount(in.eventsByProvider, provider, n);
+        addCount(in.eventsByCostSource, costSource, n);
+    }
     auto maxId = db.queryInt("SELECT COALESCE(MAX(id), 0) FROM usage_events");
     if (!maxId) return maxId.error();
     in.maxEventId = *maxId;
@@ -301,6 +366,28 @@ Result<std::int64_t> ensureProject(Connection& db, const std::string& provider,
     const std::int64_t id = s.columnInt(0);
     s.reset();
     return id;
+}
+
+Status foldEventCounts(Connection& db) {
+    auto tail = readUncountedTail(db);
+    if (!tail) return tail.error();
+    if (tail->groups.empty()) return {};
+    auto add = db.cached(
+        "INSERT INTO event_counts (dimension, key, n) VALUES (?1, ?2, ?3) "
+        "ON CONFLICT DO UPDATE SET n = n + excluded.n");
+    if (!add) return add.error();
+    auto bump = [&](const char* dimension, const std::string& key, std::int64_t n) -> Status {
+        (*add)->bind(1, dimension).bind(2, key).bind(3, n);
+        return (*add)->run();
+    };
+    for (const auto& [provider, costSource, n] : tail->groups) {
+        if (auto st = bump("total", "", n); !st) return st;
+        if (auto st = bump("provider", provider, n); !st) return st;
+        if (auto st = bump("cost_source", costSource, n); !st) return st;
+    }
+    return db.exec(
+        "UPDATE event_counts_through SET last_id = "
+        "MAX(last_id, (SELECT COALESCE(MAX(id), 0) FROM usage_events))");
 }
 
 Result<std::int64_t> insertEvent(Connection& db, const NewEvent& e) {

@@ -52,8 +52,15 @@ Result<Connection> openReader(const std::string& path);
 Result<status::StatusInput> readStatusInput(Connection& db, const std::string& storePath);
 
 // The counters part only (event counts, max id, marts): what the daemon loads
-// at start-up and after each commit.
+// at start-up and after each commit. Event counts are event_counts plus the
+// uncounted tail (schema.cpp, migration 4).
 Status readCounters(Connection& db, status::StatusInput& into);
+
+// Writer, inside a transaction, before its commit: adds the events inserted
+// since the last fold to event_counts and moves its watermark past them, so
+// readers find the tail empty (invariant 7: counts kept in the transaction
+// that changes the rows). Costs one range read of the new rows.
+Status foldEventCounts(Connection& db);
 
 // The snapshot the daemon records in the same transaction as each cycle.
 struct DaemonSnapshot {
