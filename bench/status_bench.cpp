@@ -475,7 +475,7 @@ ProcessStats benchEtlctl(const Args& args, const std::string& dir, const std::st
         {args.etlctl, "--db", storePath, "status", "--offline", "--format", "json"}, args.runs, dir,
         [&](const std::string& json) {
             rapidjson::Document doc;
-            doc.Parse(json.c_str());
+            doc.Parse(json.data(), json.size());
             if (!doc.IsObject() || doc["events"]["total"].GetInt64() != expectedTotal)
                 die("etlctl's document does not show the store's events: " + json.substr(0, 200));
         });

@@ -80,7 +80,7 @@ bool Client::call(std::string_view method, const rapidjson::Value* params,
             return false;
         }
         rapidjson::Document doc;
-        doc.Parse(reply.c_str());
+        doc.Parse(reply.data(), reply.size());
         auto rid = doc.FindMember("id");
         // A reply to an earlier, unrelated line (e.g. a connection-level
         // error carries id null) still answers us if it is an error.

@@ -446,7 +446,7 @@ std::string sourcesToJson(const std::vector<status::SourceState>& sources) {
 std::vector<status::SourceState> sourcesFromJson(const std::string& json) {
     std::vector<status::SourceState> out;
     rapidjson::Document doc;
-    if (doc.Parse(json.c_str()).HasParseError() || !doc.IsObject()) return out;
+    if (doc.Parse(json.data(), json.size()).HasParseError() || !doc.IsObject()) return out;
     auto i64 = [](const rapidjson::Value& o, const char* k) -> std::int64_t {
         auto it = o.FindMember(k);
         return it != o.MemberEnd() && it->value.IsInt64() ? it->value.GetInt64() : 0;

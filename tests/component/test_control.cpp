@@ -38,7 +38,7 @@ struct Reply {
 Reply parseReply(const std::string& line) {
     Reply r;
     rapidjson::Document doc;
-    doc.Parse(line.c_str());
+    doc.Parse(line.data(), line.size());
     REQUIRE_MESSAGE(doc.IsObject(), line);
     auto id = doc.FindMember("id");
     r.id = id == doc.MemberEnd() ? "absent"
@@ -213,7 +213,8 @@ TEST_CASE("the dispatcher finds methods in the table and refuses unknown ones") 
     TestClient client;
     client.onConnect = [](TestClient& c) {
         rapidjson::Document params;
-        params.Parse(R"({"x":42})");
+        const std::string_view x = R"({"x":42})";
+        params.Parse(x.data(), x.size());
         c.send(protocol::requestLine(1, "echo", &params) + request(2, "no.such.method") +
                request(3, "test.hidden") + "{not json\n");
     };
