@@ -9,6 +9,7 @@
 #include <array>
 #include <cerrno>
 #include <cstring>
+#include <future>
 
 #include "log.h"
 #include "sources/gemini.h"
@@ -290,9 +291,29 @@ Result<ApplyOutcome> applyRecord(store::Connection& db, const UsageRecord& r, st
 
 }  // namespace
 
+// One file of a step, as planned on the writer thread: a copy of what the
+// read needs, so the read can run on the helper thread.
+struct IngestEngine::ReadItem {
+    FileEntry* file = nullptr;  // the writer thread's handle; the read never follows it
+    std::string path;
+    Provider provider = Provider::Claude;
+    std::uint32_t rootIndex = 0;
+    std::string relPath;
+    bool geminiJson = false;
+    std::int64_t seenSize = 0, seenMtimeNs = 0;
+    std::uint64_t start = 0;  // 0 when read from the start
+    std::string parserState;
+    std::int64_t linesSkipped = 0;
+    std::uint64_t headHash = 0, headLen = 0;
+};
+
+enum class IngestEngine::ReadOutcome { Read, OpenFailed, ReadFailed };
+
+// One file of a step, as read: its planned checkpoint change.
 struct IngestEngine::PendingFile {
-    FileEntry* file;
-    bool vanishedMidRead = false;
+    FileEntry* file = nullptr;
+    ReadOutcome outcome = ReadOutcome::Read;
+    std::string openError;
     std::uint64_t offset = 0;
     std::uint64_t headHash = 0, headLen = 0, tailHash = 0, tailLen = 0;
     std::string parserState;
@@ -300,6 +321,13 @@ struct IngestEngine::PendingFile {
     std::vector<UsageRecord> records;
     bool stillDirty = false;
     bool parseFailed = false;  // Gemini .json caught mid-write
+    // For the writer thread: bytes read (all of them; of the step's budget).
+    std::int64_t bytesRead = 0, stepBytes = 0;
+    std::string warning, info;  // lines to log
+};
+
+struct IngestEngine::ReadStep {
+    std::vector<PendingFile> files;  // in files_ order
 };
 
 IngestEngine::IngestEngine(std::vector<ProviderRoots> roots, const sources::PriceTable& prices,
@@ -506,18 +534,34 @@ Result<CycleReport> IngestEngine::runCycle(
 
     CycleReport report;
     report.bytesToRead = request.rereadAll ? markAllForReread() : pendingBytes();
-    bool more = true;
-    while (more) {
-        if (maxSteps > 0 && report.steps >= maxSteps) {
-            report.morePending = true;
+    // Step N+1 is read on a helper thread while step N is written (reading
+    // and parsing were a quarter of a first ingest). Its plan is made from
+    // step N's reads, as step N's commit will leave the files; it is read only
+    // within maxSteps, and dropped unused when step N fails, so files_ is
+    // always as the last commit left it. The first step has nothing to
+    // overlap: it is read here. Every exit joins the helper (a std::async
+    // future waits in its destructor).
+    ReadStep step = readStep(planStep(nullptr), prices_, beforeRead_);
+    for (;;) {
+        takeReads(step);
+        const bool lastStep = maxSteps > 0 && report.steps + 1 >= maxSteps;
+        std::future<ReadStep> next;
+        if (!lastStep) {
+            if (auto plan = planStep(&step); !plan.empty())
+                next = std::async(std::launch::async, &IngestEngine::readStep, std::move(plan),
+                                  std::cref(prices_), std::cref(beforeRead_));
+        }
+        auto written = writeStep(db, step, inStep);
+        if (!written) return written.error();
+        ++report.steps;
+        report.eventsChanged += written->eventsChanged;
+        if (afterStep) afterStep(*written);
+        if (lastStep) {
+            report.morePending = hasPendingWork();
             break;
         }
-        more = false;
-        auto step = runStep(db, inStep, more);
-        if (!step) return step.error();
-        ++report.steps;
-        report.eventsChanged += step->eventsChanged;
-        if (afterStep) afterStep(*step);
+        if (!next.valid()) break;  // nothing was left to read
+        step = next.get();
     }
     report.bytesReadBySteps = bytesReadBySteps_;
     return report;
@@ -622,52 +666,99 @@ Result<RepriceReport> IngestEngine::repriceStep(store::Connection& db, std::int6
     return report;
 }
 
-Result<StepReport> IngestEngine::runStep(
-    store::Connection& db, const std::function<Status(store::Connection&, const StepReport&)>& inStep,
-    bool& more) {
-    std::vector<PendingFile> pending;
+// The files the next step reads, in files_ order, and from where: after
+// `previous` (the step read but not yet committed, or null) each file is
+// planned as that step's commit will leave it, so the plan equals the one
+// made after the commit. Files are taken while the step's bytes, counted as
+// the read will count them if the files are as stat saw them, are below
+// kStepBytes: the same files as one step reading in turn.
+std::vector<IngestEngine::ReadItem> IngestEngine::planStep(const ReadStep* previous) {
+    std::unordered_map<const FileEntry*, const PendingFile*> read;
+    if (previous)
+        for (const auto& p : previous->files) read.emplace(p.file, &p);
+    std::vector<ReadItem> items;
     std::uint64_t budget = kStepBytes;
     for (auto& [path, f] : files_) {
         if (!f.dirty) continue;
-        if (budget == 0) {
-            more = true;
-            break;
+        if (budget == 0) break;
+        ReadItem item;
+        if (auto it = read.find(&f); it != read.end()) {
+            const PendingFile& p = *it->second;
+            if (p.parseFailed || !p.stillDirty) continue;  // its commit leaves it clean
+            item.start = p.offset;
+            item.parserState = p.parserState;
+            item.linesSkipped = p.linesSkipped;
+            item.headHash = p.headHash;
+            item.headLen = p.headLen;
+        } else {
+            item.start = f.readFromStart ? 0 : f.offset;
+            item.parserState = f.readFromStart ? std::string() : f.parserState;
+            item.linesSkipped = f.readFromStart ? 0 : f.linesSkipped;
+            item.headHash = f.headHash;
+            item.headLen = f.headLen;
         }
-        PendingFile p;
-        p.file = &f;
-        const std::uint64_t start = f.readFromStart ? 0 : f.offset;
+        item.file = &f;
+        item.path = f.path;
+        item.provider = f.provider;
+        item.rootIndex = f.rootIndex;
+        item.relPath = f.relPath;
+        item.geminiJson = f.geminiJson;
+        item.seenSize = f.seenSize;
+        item.seenMtimeNs = f.seenMtimeNs;
+        // The bytes readStep takes from the budget: a .json whole (none when
+        // over the limit, as it is skipped unread), a .jsonl from its start.
+        const auto size = static_cast<std::uint64_t>(f.seenSize);
+        std::uint64_t bytes = size > item.start ? size - item.start : 0;
+        if (f.geminiJson) bytes = size > sources::kMaxGeminiJsonBytes ? 0 : size;
+        budget -= std::min(budget, bytes);
+        items.push_back(std::move(item));
+    }
+    return items;
+}
+
+// Opens, reads and parses every planned file: a step's reads. Touches nothing
+// but its arguments (it may run on the helper thread); what the writer thread
+// must learn (bytes read, errors, log lines) comes back in each PendingFile.
+// The budget is spent as the reads go, as the plan counted it; a read that
+// comes back short (the file shrank since its stat) leaves some unspent.
+IngestEngine::ReadStep IngestEngine::readStep(std::vector<ReadItem> items,
+                                              const sources::PriceTable& prices,
+                                              const std::function<void(const std::string&)>& beforeRead) {
+    ReadStep step;
+    std::uint64_t budget = kStepBytes;
+    for (auto& item : items) {
+        PendingFile& p = step.files.emplace_back();
+        p.file = item.file;
+        const std::uint64_t start = item.start;
         p.offset = start;
-        p.parserState = f.readFromStart ? std::string() : f.parserState;
-        p.linesSkipped = f.readFromStart ? 0 : f.linesSkipped;
-        p.headHash = f.headHash;
-        p.headLen = f.headLen;
-        if (beforeRead_) beforeRead_(f.path);
-        UniqueFd fd(::open(f.path.c_str(), O_RDONLY | O_CLOEXEC));
+        p.parserState = std::move(item.parserState);
+        p.linesSkipped = item.linesSkipped;
+        p.headHash = item.headHash;
+        p.headLen = item.headLen;
+        if (beforeRead) beforeRead(item.path);
+        UniqueFd fd(::open(item.path.c_str(), O_RDONLY | O_CLOEXEC));
         if (!fd.valid()) {
-            // Vanished (or unreadable) between the stat and the read: skip it;
-            // the next rescan decides.
-            const std::string msg = "cannot open " + f.path + ": " + std::strerror(errno);
-            if (lastError_[f.provider] != msg) log::warning(msg + ", skipping");
-            lastError_[f.provider] = msg;
-            f.dirty = false;
-            filesChanged();
+            p.outcome = ReadOutcome::OpenFailed;
+            p.openError = "cannot open " + item.path + ": " + std::strerror(errno);
             continue;
         }
         const sources::FileContext ctx = sources::makeFileContext(
-            f.provider, f.rootIndex, f.relPath, f.seenMtimeNs / 1000);
-        auto& readCounter = bytesReadSinceStart_[f.provider];
-        if (f.geminiJson) {
-            const auto size = static_cast<std::uint64_t>(f.seenSize);
-            if (size > sources::kMaxGeminiJsonBytes) {
+            item.provider, item.rootIndex, item.relPath, item.seenMtimeNs / 1000);
+        const auto seenSize = static_cast<std::uint64_t>(item.seenSize);
+        if (item.geminiJson) {
+            if (seenSize > sources::kMaxGeminiJsonBytes) {
                 p.linesSkipped = 1;
-                p.offset = size;
+                p.offset = seenSize;
             } else {
-                auto bytes = readAt(fd.get(), 0, size);
-                if (!bytes) continue;
-                readCounter += static_cast<std::int64_t>(bytes->size());
-                bytesReadBySteps_ += static_cast<std::int64_t>(bytes->size());
+                auto bytes = readAt(fd.get(), 0, seenSize);
+                if (!bytes) {
+                    p.outcome = ReadOutcome::ReadFailed;
+                    continue;
+                }
+                p.bytesRead += static_cast<std::int64_t>(bytes->size());
+                p.stepBytes += static_cast<std::int64_t>(bytes->size());
                 budget -= std::min<std::uint64_t>(budget, bytes->size());
-                auto parsed = sources::parseGeminiJsonFile(*bytes, ctx, prices_);
+                auto parsed = sources::parseGeminiJsonFile(*bytes, ctx, prices);
                 if (!parsed) {
                     p.parseFailed = true;  // caught mid-write: retried when it changes again
                 } else {
@@ -679,26 +770,28 @@ Result<StepReport> IngestEngine::runStep(
                 }
             }
         } else {
-            const std::uint64_t available =
-                static_cast<std::uint64_t>(f.seenSize) > start ? f.seenSize - start : 0;
+            const std::uint64_t available = seenSize > start ? seenSize - start : 0;
             const std::uint64_t want = std::min(available, budget);
             auto bytes = readAt(fd.get(), start, want);
-            if (!bytes) continue;
-            readCounter += static_cast<std::int64_t>(bytes->size());
-            bytesReadBySteps_ += static_cast<std::int64_t>(bytes->size());
+            if (!bytes) {
+                p.outcome = ReadOutcome::ReadFailed;
+                continue;
+            }
+            p.bytesRead += static_cast<std::int64_t>(bytes->size());
+            p.stepBytes += static_cast<std::int64_t>(bytes->size());
             budget -= std::min<std::uint64_t>(budget, bytes->size());
             std::string chunk = std::move(*bytes);
             const auto lastNl = chunk.find_last_of('\n');
             std::uint64_t skipBytes = 0;  // a line over the limit, skipped unread
-            if (lastNl == std::string::npos && start + chunk.size() < static_cast<std::uint64_t>(f.seenSize)) {
+            if (lastNl == std::string::npos && start + chunk.size() < seenSize) {
                 // A line longer than this step's budget: find its end without holding it.
                 std::uint64_t pos = start + chunk.size();
                 std::uint64_t end = 0;
                 bool found = false;
-                while (pos < static_cast<std::uint64_t>(f.seenSize)) {
+                while (pos < seenSize) {
                     auto piece = readAt(fd.get(), pos, kScanPieceBytes);
                     if (!piece || piece->empty()) break;
-                    readCounter += static_cast<std::int64_t>(piece->size());
+                    p.bytesRead += static_cast<std::int64_t>(piece->size());
                     const auto nl = piece->find('\n');
                     if (nl != std::string::npos) {
                         end = pos + nl;
@@ -720,15 +813,15 @@ Result<StepReport> IngestEngine::runStep(
                 chunk.resize(lastNl + 1);
             }
             if (skipBytes > 0) {
-                log::warning(f.path + ": a line of " + std::to_string(skipBytes) +
-                             " bytes is over the limit, skipping");
+                p.warning = item.path + ": a line of " + std::to_string(skipBytes) +
+                            " bytes is over the limit, skipping";
                 p.offset = start + skipBytes;
                 p.linesSkipped += 1;
             } else if (!chunk.empty()) {
-                auto parsed = sources::parseJsonlChunk(chunk, start, ctx, p.parserState, prices_);
+                auto parsed = sources::parseJsonlChunk(chunk, start, ctx, p.parserState, prices);
                 if (!parsed) {
                     // A saved state this build cannot read: start the file over.
-                    parsed = sources::parseJsonlChunk(chunk, 0, ctx, "", prices_);
+                    parsed = sources::parseJsonlChunk(chunk, 0, ctx, "", prices);
                 }
                 if (parsed) {
                     p.records = std::move(parsed->records);
@@ -736,8 +829,8 @@ Result<StepReport> IngestEngine::runStep(
                     p.offset = start + parsed->consumedBytes;
                     p.parserState = std::move(parsed->state);
                     if (parsed->skippedLines > 0)
-                        log::info(f.path + ": " + std::to_string(parsed->skippedLines) +
-                                  " malformed line(s), skipping");
+                        p.info = item.path + ": " + std::to_string(parsed->skippedLines) +
+                                 " malformed line(s), skipping";
                 }
             }
             if (start == 0 || p.headLen < kFingerprintBytes) {
@@ -745,15 +838,46 @@ Result<StepReport> IngestEngine::runStep(
                 auto head = readAt(fd.get(), 0, p.headLen);
                 p.headHash = head ? fnv1a(*head) : 0;
             }
-            p.stillDirty = p.offset > start && p.offset < static_cast<std::uint64_t>(f.seenSize);
+            p.stillDirty = p.offset > start && p.offset < seenSize;
         }
         p.tailLen = std::min<std::uint64_t>(p.offset, kFingerprintBytes);
         auto tail = readAt(fd.get(), p.offset - p.tailLen, p.tailLen);
         p.tailHash = tail ? fnv1a(*tail) : 0;
-        pending.push_back(std::move(p));
     }
+    return step;
+}
 
-        StepReport report;
+// Writer thread, as a step is taken up: what its reads tell the engine (bytes
+// read, a file that could not be opened, log lines), in the order of the
+// reads. Only the files actually read are left to write.
+void IngestEngine::takeReads(ReadStep& step) {
+    for (auto& p : step.files) {
+        FileEntry& f = *p.file;
+        if (p.outcome == ReadOutcome::OpenFailed) {
+            // Vanished (or unreadable) between the stat and the read: skip it;
+            // the next rescan decides.
+            if (lastError_[f.provider] != p.openError) log::warning(p.openError + ", skipping");
+            lastError_[f.provider] = p.openError;
+            f.dirty = false;
+            filesChanged();
+            continue;
+        }
+        bytesReadSinceStart_[f.provider] += p.bytesRead;
+        bytesReadBySteps_ += p.stepBytes;
+        if (!p.warning.empty()) log::warning(p.warning);
+        if (!p.info.empty()) log::info(p.info);
+    }
+    // A failed read leaves its file dirty, to be read again by the next step.
+    std::erase_if(step.files, [](const PendingFile& p) { return p.outcome != ReadOutcome::Read; });
+}
+
+// One transaction: the step's records, its files' checkpoints, `inStep`;
+// memory moves only after the commit.
+Result<StepReport> IngestEngine::writeStep(
+    store::Connection& db, ReadStep& step,
+    const std::function<Status(store::Connection&, const StepReport&)>& inStep) {
+    std::vector<PendingFile>& pending = step.files;
+    StepReport report;
     auto tx = store::Transaction::begin(db);
     if (!tx) return tx.error();
     for (const auto& path : vanished_) {
@@ -893,11 +1017,6 @@ Result<StepReport> IngestEngine::runStep(
         f.linesSkipped = p.linesSkipped;
         f.readFromStart = false;
         f.dirty = p.stillDirty;
-        more = more || p.stillDirty;
-    }
-    for (const auto& [path, f] : files_) {
-        (void)path;
-        if (f.dirty) more = true;
     }
     filesChanged();
     return report;

@@ -13,6 +13,19 @@
 // checkpoints (invariant 2) and the daemon's state snapshot; memory is
 // updated only after the commit, so a failed step is simply read again.
 //
+// Reading and writing are a pipeline of two: while step N is written, a
+// helper thread reads and parses step N+1 (they were a quarter of a first
+// ingest's time). The writer thread plans each step: it copies, per file,
+// where to read from (offset, parser state, fingerprint of the head) into
+// the plan, taking a file that step N reads but leaves unfinished from where
+// N's read ends, as N's commit will leave it, so the plan is the one the
+// writer would make after the commit. The read sees only its plan, the price
+// table and the test hook; what it learns for the engine (bytes read, a file
+// gone, log lines) is applied on the writer thread when the step is taken
+// up. A step is read ahead only within the cycle's maxSteps, and a
+// read-ahead step is dropped when step N fails: memory stays as the last
+// commit left it.
+//
 // Per file, on a change of (dev, ino, size, mtime):
 //   * size >= offset and both fingerprints match: read on from the offset
 //     (an append; also a device-number change after a reboot);
@@ -138,7 +151,8 @@ public:
     std::vector<ScanDir> allScanDirs() const;
 
     // Tests: runs just before a step opens a file it decided to read, so a
-    // test can make the file vanish between the stat and the read.
+    // test can make the file vanish between the stat and the read. It runs
+    // on the helper thread for every step of a cycle but the first.
     void setBeforeReadForTest(std::function<void(const std::string& path)> hook) {
         beforeRead_ = std::move(hook);
     }
@@ -168,16 +182,23 @@ private:
         std::int64_t failedSize = -1, failedMtimeNs = -1;
     };
 
-    struct PendingFile;  // a step's planned checkpoint change
+    struct ReadItem;     // a file as a step plans to read it
+    enum class ReadOutcome;
+    struct PendingFile;  // a file as a step read it: its planned checkpoint change
+    struct ReadStep;     // a step's reads, ready to write
 
     void statPath(const std::string& path, std::set<std::string>& seenFiles);
     void walkDirectory(const ScanDir& dir, const std::string& path, std::set<std::string>& seen);
     void considerFile(const ScanDir& dir, const std::string& path, std::set<std::string>& seen);
     void planRead(FileEntry& f);
     const ScanDir* scanDirFor(const std::string& path) const;
-    Result<StepReport> runStep(store::Connection& db,
-                               const std::function<Status(store::Connection&, const StepReport&)>& inStep,
-                               bool& more);
+    std::vector<ReadItem> planStep(const ReadStep* previous);
+    // Static: it sees nothing of the engine, so it can run on the helper thread.
+    static ReadStep readStep(std::vector<ReadItem> items, const sources::PriceTable& prices,
+                             const std::function<void(const std::string&)>& beforeRead);
+    void takeReads(ReadStep& step);
+    Result<StepReport> writeStep(store::Connection& db, ReadStep& step,
+                                 const std::function<Status(store::Connection&, const StepReport&)>& inStep);
 
     std::vector<ProviderRoots> roots_;
     std::vector<ScanDir> scanDirs_;

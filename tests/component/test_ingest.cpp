@@ -322,6 +322,113 @@ TEST_CASE("a first ingest is written in bounded steps") {
     CHECK(f.count() == n);
 }
 
+// Claude lines m<first>.. for at least `bytes` bytes; returns how many.
+int appendLines(const std::string& path, std::uint64_t bytes, int first = 0) {
+    std::string text;
+    int n = first;
+    for (; text.size() < bytes; ++n) {
+        std::string id = "m";
+        id += std::to_string(n);  // not "m" + ...: GCC 12 warns falsely there (-Wrestrict)
+        text += claudeLine(id, "r", 1, 1);
+    }
+    append(path, text);
+    return n - first;
+}
+
+TEST_CASE("every step and every re-pricing batch folds its events into the counts before it commits") {
+    // Invariant 7: status reads event_counts plus the rows above its
+    // watermark; after each writer commit there must be none left to add.
+    Fixture f;
+    const int n = appendLines(f.file, 2 * kStepBytes + kStepBytes / 2);
+    const auto tail = [&] {
+        return f.count("id > (SELECT last_id FROM event_counts_through)");
+    };
+    int steps = 0;
+    CycleRequest req;
+    req.fullRescan = true;
+    auto cycle = f.engine->runCycle(f.db, req, {}, [&](const StepReport&) {
+        ++steps;
+        CHECK(tail() == 0);
+    });
+    REQUIRE(cycle.ok());
+    CHECK(steps == 3);
+    CHECK(f.db.queryInt("SELECT n FROM event_counts WHERE dimension = 'total'").value() == n);
+    // Re-pricing revises events under new ids (a cheaper price table than
+    // the embedded one would do; here a zero cost does).
+    REQUIRE(f.db.exec("UPDATE usage_events SET cost_usd = 0"));
+    auto repriced = f.engine->repriceStep(f.db, 0, f.maxId(), 50);
+    REQUIRE(repriced.ok());
+    CHECK(repriced->revised > 0);
+    CHECK(tail() == 0);
+    CHECK(f.db.queryInt("SELECT n FROM event_counts WHERE dimension = 'total'").value() == n);
+}
+
+TEST_CASE("a cycle stopped at maxSteps commits only its steps; the next cycle reads on") {
+    // The step after the last one allowed is never read ahead, so nothing
+    // read past maxSteps is lost or counted.
+    Fixture f;
+    const int n = appendLines(f.file, 3 * kStepBytes);
+    CycleRequest req;
+    req.fullRescan = true;
+    auto first = f.engine->runCycle(f.db, req, {}, {}, 2);
+    REQUIRE(first.ok());
+    CHECK(first->steps == 2);
+    CHECK(first->morePending);
+    CHECK(first->bytesReadBySteps == static_cast<std::int64_t>(2 * kStepBytes));
+    CHECK(f.claude().bytesPending > 0);
+    CHECK(f.count() < n);
+    auto rest = f.engine->runCycle(f.db, CycleRequest{}, {}, {});
+    REQUIRE(rest.ok());
+    CHECK_FALSE(rest->morePending);
+    CHECK(f.count() == n);
+    CHECK(f.sum("output_tokens") == n);
+    CHECK(f.claude().bytesPending == 0);
+}
+
+TEST_CASE("a step failing while the next is read ahead keeps the committed steps only") {
+    Fixture f;
+    const int n = appendLines(f.file, 3 * kStepBytes);
+    CycleRequest req;
+    req.fullRescan = true;
+    int steps = 0;
+    auto failing = f.engine->runCycle(f.db, req,
+        [&](store::Connection&, const StepReport&) -> Status {
+            if (++steps == 2) return Error{"store_full", "disk full"};
+            return {};
+        }, {});
+    CHECK_FALSE(failing.ok());
+    const std::int64_t afterOne = f.count();
+    CHECK(afterOne > 0);
+    CHECK(afterOne < n);
+    const auto offset = f.db.queryInt("SELECT offset FROM file_checkpoints").value();
+    CHECK(offset > 0);
+    CHECK(offset <= static_cast<std::int64_t>(kStepBytes));
+    f.cycle(false);
+    CHECK(f.count() == n);
+    CHECK(f.sum("output_tokens") == n);
+}
+
+TEST_CASE("a file that vanishes before a read-ahead step opens it is skipped") {
+    // The first step reads 4 MiB of a.jsonl; the second, read while the
+    // first is written, finds b.jsonl gone.
+    Fixture f;
+    const std::string other = f.projects + "/b.jsonl";
+    const int n = appendLines(f.file, kStepBytes + kStepBytes / 2);
+    append(other, claudeLine("b1", "rb", 1, 1));
+    f.engine->setBeforeReadForTest([&](const std::string& path) {
+        if (path == other) ::unlink(other.c_str());
+    });
+    auto report = f.cycle();
+    CHECK(report.steps == 2);
+    CHECK(f.count() == n);
+    REQUIRE(f.claude().lastError.has_value());
+    CHECK(f.claude().lastError->find("b.jsonl") != std::string::npos);
+    f.engine->setBeforeReadForTest({});
+    append(other, claudeLine("b2", "rb2", 1, 1));  // it comes back: read from the start
+    f.cycle();
+    CHECK(f.count() == n + 1);
+}
+
 TEST_CASE("a gemini .json rewrite revises only what changed; a mid-write file is left as read") {
     Fixture f;
     const std::string dir = f.dir.file("gemini/abc/chats");
