@@ -238,6 +238,7 @@ void Daemon::scheduleCycle() {
             auto cycle = engine->runCycle(db, request, inStep, afterStep, kStepsPerCycleTask);
             if (!cycle) return cycle.error();
             *report = *cycle;
+            report->sources = engine->sourcesState();
             if (holdRefresh_.load()) return {};  // test hook: marts held back
             return refreshMartsInSteps(db);
         },
@@ -304,6 +305,7 @@ void Daemon::onCycleDone(const Status& result, const CycleReport& report) {
     retryDelayMs_ = 0;
     clearFault();
     engineBusy_ = report.morePending;
+    engineSources_ = report.sources;
     state_.sources = sourcesWithWatchModes();
     if (job_) onJobCycle(report);
     if (!engineBusy_) {

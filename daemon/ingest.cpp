@@ -541,7 +541,15 @@ Result<CycleReport> IngestEngine::runCycle(
     // always as the last commit left it. The first step has nothing to
     // overlap: it is read here. Every exit joins the helper (a std::async
     // future waits in its destructor).
-    ReadStep step = readStep(planStep(nullptr), prices_, beforeRead_);
+    std::vector<ReadItem> firstPlan = planStep(nullptr);
+    if (firstPlan.empty() && vanished_.empty()) {
+        // Nothing to read or forget (a rescan that found everything as
+        // checkpointed, an event for bytes already read): no transaction, so
+        // an idle cycle writes nothing and does not count as progress.
+        report.bytesReadBySteps = bytesReadBySteps_;
+        return report;
+    }
+    ReadStep step = readStep(std::move(firstPlan), prices_, beforeRead_);
     for (;;) {
         takeReads(step);
         const bool lastStep = maxSteps > 0 && report.steps + 1 >= maxSteps;

@@ -101,6 +101,9 @@ struct CycleReport {
     bool morePending = false;  // stopped at maxSteps with bytes left to read
     std::int64_t bytesToRead = 0;  // pending after the stat phase (backfill progress)
     std::int64_t bytesReadBySteps = 0;  // engine total after the cycle
+    // The sources block after the cycle, filled in by the caller: a cycle
+    // with nothing to write commits no step, yet may have met new files.
+    std::vector<status::SourceState> sources;
 };
 
 // A bounded pass of re-pricing stored events from their tokens.

@@ -257,6 +257,27 @@ TEST_CASE("while stopped: append, truncate, replace and delete are all seen at r
     CHECK(f.db.queryInt("SELECT COUNT(*) FROM file_checkpoints").value() == 2);
 }
 
+TEST_CASE("a cycle with nothing to read commits no step") {
+    // An event for bytes already read, or a rescan finding every file as
+    // checkpointed, must not count as progress (status: a step within 10 s
+    // reads "syncing") nor write an empty transaction.
+    Fixture f;
+    append(f.file, claudeLine("m1", "r1", 1, 1));
+    REQUIRE(f.cycle().steps == 1);
+    int committed = 0;
+    CycleRequest req;
+    req.fullRescan = true;
+    req.paths = {f.file};
+    auto again = f.engine->runCycle(f.db, req, [&](store::Connection&, const StepReport&) -> Status {
+        ++committed;
+        return {};
+    }, {});
+    REQUIRE(again.ok());
+    CHECK(again->steps == 0);
+    CHECK(committed == 0);
+    CHECK(f.count() == 1);
+}
+
 TEST_CASE("a restart reads no file contents when nothing changed") {
     Fixture f;
     for (int i = 0; i < 20; ++i)
