@@ -307,13 +307,13 @@ struct IngestEngine::ReadItem {
     std::uint64_t headHash = 0, headLen = 0;
 };
 
-enum class IngestEngine::ReadOutcome { Read, OpenFailed, ReadFailed };
+enum class IngestEngine::ReadOutcome { Read, Failed };
 
 // One file of a step, as read: its planned checkpoint change.
 struct IngestEngine::PendingFile {
     FileEntry* file = nullptr;
     ReadOutcome outcome = ReadOutcome::Read;
-    std::string openError;
+    std::string error;  // why the file could not be opened or read
     std::uint64_t offset = 0;
     std::uint64_t headHash = 0, headLen = 0, tailHash = 0, tailLen = 0;
     std::string parserState;
@@ -746,8 +746,8 @@ IngestEngine::ReadStep IngestEngine::readStep(std::vector<ReadItem> items,
         if (beforeRead) beforeRead(item.path);
         UniqueFd fd(::open(item.path.c_str(), O_RDONLY | O_CLOEXEC));
         if (!fd.valid()) {
-            p.outcome = ReadOutcome::OpenFailed;
-            p.openError = "cannot open " + item.path + ": " + std::strerror(errno);
+            p.outcome = ReadOutcome::Failed;
+            p.error = "cannot open " + item.path + ": " + std::strerror(errno);
             continue;
         }
         const sources::FileContext ctx = sources::makeFileContext(
@@ -760,7 +760,8 @@ IngestEngine::ReadStep IngestEngine::readStep(std::vector<ReadItem> items,
             } else {
                 auto bytes = readAt(fd.get(), 0, seenSize);
                 if (!bytes) {
-                    p.outcome = ReadOutcome::ReadFailed;
+                    p.outcome = ReadOutcome::Failed;
+                    p.error = "cannot read " + item.path + ": " + bytes.error().message;
                     continue;
                 }
                 p.bytesRead += static_cast<std::int64_t>(bytes->size());
@@ -782,7 +783,8 @@ IngestEngine::ReadStep IngestEngine::readStep(std::vector<ReadItem> items,
             const std::uint64_t want = std::min(available, budget);
             auto bytes = readAt(fd.get(), start, want);
             if (!bytes) {
-                p.outcome = ReadOutcome::ReadFailed;
+                p.outcome = ReadOutcome::Failed;
+                p.error = "cannot read " + item.path + ": " + bytes.error().message;
                 continue;
             }
             p.bytesRead += static_cast<std::int64_t>(bytes->size());
@@ -861,11 +863,13 @@ IngestEngine::ReadStep IngestEngine::readStep(std::vector<ReadItem> items,
 void IngestEngine::takeReads(ReadStep& step) {
     for (auto& p : step.files) {
         FileEntry& f = *p.file;
-        if (p.outcome == ReadOutcome::OpenFailed) {
-            // Vanished (or unreadable) between the stat and the read: skip it;
-            // the next rescan decides.
-            if (lastError_[f.provider] != p.openError) log::warning(p.openError + ", skipping");
-            lastError_[f.provider] = p.openError;
+        if (p.outcome == ReadOutcome::Failed) {
+            // Vanished, unreadable, or failing to read (EIO; a directory now
+            // under the name): skip it until it changes or the next rescan,
+            // rather than read it again at every step. Its checkpoint does not
+            // move, so nothing is lost.
+            if (lastError_[f.provider] != p.error) log::warning(p.error + ", skipping");
+            lastError_[f.provider] = p.error;
             f.dirty = false;
             filesChanged();
             continue;
@@ -875,7 +879,6 @@ void IngestEngine::takeReads(ReadStep& step) {
         if (!p.warning.empty()) log::warning(p.warning);
         if (!p.info.empty()) log::info(p.info);
     }
-    // A failed read leaves its file dirty, to be read again by the next step.
     std::erase_if(step.files, [](const PendingFile& p) { return p.outcome != ReadOutcome::Read; });
 }
 

@@ -429,6 +429,29 @@ TEST_CASE("a step failing while the next is read ahead keeps the committed steps
     CHECK(f.sum("output_tokens") == n);
 }
 
+TEST_CASE("a file that opens but cannot be read is skipped until it changes, not read at every step") {
+    // Replaced by a directory between the stat and the read: open() works,
+    // pread() fails (EISDIR) every time. The cycle must end (it used to plan
+    // the file again at every step), say why, and read the rest.
+    Fixture f;
+    const std::string other = f.projects + "/b.jsonl";
+    append(f.file, claudeLine("a1", "ra", 1, 1));
+    append(other, claudeLine("b1", "rb", 1, 1));
+    f.engine->setBeforeReadForTest([&](const std::string& path) {
+        if (path == other && ::unlink(other.c_str()) == 0) ::mkdir(other.c_str(), 0755);
+    });
+    auto report = f.cycle();
+    CHECK(report.steps == 1);
+    CHECK(f.count() == 1);
+    REQUIRE(f.claude().lastError.has_value());
+    CHECK(f.claude().lastError->find("cannot read " + other) != std::string::npos);
+    f.engine->setBeforeReadForTest({});
+    REQUIRE(::rmdir(other.c_str()) == 0);
+    append(other, claudeLine("b1", "rb", 1, 1));  // a file again: read from the start
+    f.cycle();
+    CHECK(f.count() == 2);
+}
+
 TEST_CASE("a file that vanishes before a read-ahead step opens it is skipped") {
     // The first step reads 4 MiB of a.jsonl; the second, read while the
     // first is written, finds b.jsonl gone.
