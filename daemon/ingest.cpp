@@ -750,6 +750,20 @@ IngestEngine::ReadStep IngestEngine::readStep(std::vector<ReadItem> items,
             p.error = "cannot open " + item.path + ": " + std::strerror(errno);
             continue;
         }
+        // A read of the step's own bytes: counted against its budget; a
+        // failure marks the file skipped (takeReads).
+        auto readCounted = [&](std::uint64_t offset, std::uint64_t n) -> std::optional<std::string> {
+            auto bytes = readAt(fd.get(), offset, n);
+            if (!bytes) {
+                p.outcome = ReadOutcome::Failed;
+                p.error = "cannot read " + item.path + ": " + bytes.error().message;
+                return std::nullopt;
+            }
+            p.bytesRead += static_cast<std::int64_t>(bytes->size());
+            p.stepBytes += static_cast<std::int64_t>(bytes->size());
+            budget -= std::min<std::uint64_t>(budget, bytes->size());
+            return std::move(*bytes);
+        };
         const sources::FileContext ctx = sources::makeFileContext(
             item.provider, item.rootIndex, item.relPath, item.seenMtimeNs / 1000);
         const auto seenSize = static_cast<std::uint64_t>(item.seenSize);
@@ -758,15 +772,8 @@ IngestEngine::ReadStep IngestEngine::readStep(std::vector<ReadItem> items,
                 p.linesSkipped = 1;
                 p.offset = seenSize;
             } else {
-                auto bytes = readAt(fd.get(), 0, seenSize);
-                if (!bytes) {
-                    p.outcome = ReadOutcome::Failed;
-                    p.error = "cannot read " + item.path + ": " + bytes.error().message;
-                    continue;
-                }
-                p.bytesRead += static_cast<std::int64_t>(bytes->size());
-                p.stepBytes += static_cast<std::int64_t>(bytes->size());
-                budget -= std::min<std::uint64_t>(budget, bytes->size());
+                auto bytes = readCounted(0, seenSize);
+                if (!bytes) continue;
                 auto parsed = sources::parseGeminiJsonFile(*bytes, ctx, prices);
                 if (!parsed) {
                     p.parseFailed = true;  // caught mid-write: retried when it changes again
@@ -780,16 +787,8 @@ IngestEngine::ReadStep IngestEngine::readStep(std::vector<ReadItem> items,
             }
         } else {
             const std::uint64_t available = seenSize > start ? seenSize - start : 0;
-            const std::uint64_t want = std::min(available, budget);
-            auto bytes = readAt(fd.get(), start, want);
-            if (!bytes) {
-                p.outcome = ReadOutcome::Failed;
-                p.error = "cannot read " + item.path + ": " + bytes.error().message;
-                continue;
-            }
-            p.bytesRead += static_cast<std::int64_t>(bytes->size());
-            p.stepBytes += static_cast<std::int64_t>(bytes->size());
-            budget -= std::min<std::uint64_t>(budget, bytes->size());
+            auto bytes = readCounted(start, std::min(available, budget));
+            if (!bytes) continue;
             std::string chunk = std::move(*bytes);
             const auto lastNl = chunk.find_last_of('\n');
             std::uint64_t skipBytes = 0;  // a line over the limit, skipped unread
