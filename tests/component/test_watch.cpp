@@ -112,6 +112,14 @@ struct Harness {
 
     bool saw(const std::string& path) const { return seen.count(path) > 0; }
 
+    // Watches `root` and lets the start-up report of it go by, so that what
+    // the test does next is all that is seen.
+    void watchAndSettle(const std::string& root) {
+        w().addRoot(root);
+        REQUIRE(runUntil([&] { return saw(root); }));
+        clear();
+    }
+
     WatchRootState root(std::size_t i = 0) { return w().roots().at(i); }
 
     // Timers other than the test's own deadline that are running.
@@ -239,9 +247,7 @@ TEST_CASE("an append to a file is reported") {
     mkdirs(root + "/proj");
     append(root + "/proj/s.jsonl");
     Harness h;
-    h.w().addRoot(root);
-    REQUIRE(h.runUntil([&] { return h.saw(root); }));
-    h.clear();
+    h.watchAndSettle(root);
     append(root + "/proj/s.jsonl");
     CHECK(h.runUntil([&] { return h.saw(root + "/proj/s.jsonl"); }));
     CHECK(h.finish() == 0);
@@ -253,9 +259,7 @@ TEST_CASE(
     const std::string root = tmp / "root";
     mkdirs(root);
     Harness h;
-    h.w().addRoot(root);
-    REQUIRE(h.runUntil([&] { return h.saw(root); }));
-    h.clear();
+    h.watchAndSettle(root);
 
     // Both exist before the watcher could have seen the first mkdir.
     const std::string deep = root + "/a/b/c";
@@ -283,9 +287,7 @@ TEST_CASE("a file renamed into a watched directory is reported") {
     mkdirs(tmp / "outside");
     append(tmp / "outside/s.jsonl");
     Harness h;
-    h.w().addRoot(root);
-    REQUIRE(h.runUntil([&] { return h.saw(root); }));
-    h.clear();
+    h.watchAndSettle(root);
     fs::rename(tmp / "outside/s.jsonl", root + "/proj/s.jsonl");
     CHECK(h.runUntil([&] { return h.saw(root + "/proj/s.jsonl"); }));
     CHECK(h.finish() == 0);
@@ -298,9 +300,7 @@ TEST_CASE("a directory moved in is reported and then watched at its new path") {
     mkdirs(tmp / "outside/proj/sub");
     append(tmp / "outside/proj/sub/s.jsonl");
     Harness h;
-    h.w().addRoot(root);
-    REQUIRE(h.runUntil([&] { return h.saw(root); }));
-    h.clear();
+    h.watchAndSettle(root);
     fs::rename(tmp / "outside/proj", root + "/proj");
     REQUIRE(h.runUntil([&] { return h.saw(root + "/proj/sub"); }));
     CHECK(h.saw(root + "/proj"));
@@ -336,9 +336,7 @@ TEST_CASE("a deleted file is reported") {
     mkdirs(root + "/proj");
     append(root + "/proj/s.jsonl");
     Harness h;
-    h.w().addRoot(root);
-    REQUIRE(h.runUntil([&] { return h.saw(root); }));
-    h.clear();
+    h.watchAndSettle(root);
     fs::remove(root + "/proj/s.jsonl");
     CHECK(h.runUntil([&] { return h.saw(root + "/proj/s.jsonl"); }));
     CHECK_FALSE(fs::exists(root + "/proj/s.jsonl"));
@@ -353,9 +351,7 @@ TEST_CASE("a burst of 1000 appends spread over many loop turns is coalesced into
     // machine turns the loop.
     constexpr std::uint64_t kBurstSettleMs = 200;
     Harness h(kBurstSettleMs);
-    h.w().addRoot(root);
-    REQUIRE(h.runUntil([&] { return h.saw(root); }));
-    h.clear();
+    h.watchAndSettle(root);
 
     // 20 rounds of 50 appends, alternating two files so the kernel cannot
     // merge them, one round per loop turn (a 1 ms repeating timer).
@@ -464,9 +460,7 @@ TEST_CASE("a deleted root is waited for and picked up when it is created again")
     const std::string root = tmp / "root";
     mkdirs(root + "/proj");
     Harness h;
-    h.w().addRoot(root);
-    REQUIRE(h.runUntil([&] { return h.saw(root); }));
-    h.clear();
+    h.watchAndSettle(root);
     fs::remove_all(root);
     REQUIRE(h.runUntil([&] { return h.root().mode == "waiting"; }));
     CHECK(h.runUntil([&] { return h.saw(root); }));  // reported as gone
@@ -482,9 +476,7 @@ TEST_CASE("a root whose ancestor is moved away is picked up when it is created a
     const std::string root = tmp / "home/.claude/projects";
     mkdirs(root + "/proj");
     Harness h;
-    h.w().addRoot(root);
-    REQUIRE(h.runUntil([&] { return h.saw(root); }));
-    h.clear();
+    h.watchAndSettle(root);
     fs::rename(tmp / "home/.claude", tmp / "home/.claude.old");
     REQUIRE(h.runUntil([&] { return h.root().mode == "waiting"; }));
     // The moved tree is not reported under the root's path any more.
@@ -505,9 +497,7 @@ TEST_CASE("a queue overflow asks for a rescan, and watching goes on afterwards")
     const std::string root = tmp / "root";
     mkdirs(root + "/proj");
     Harness h;
-    h.w().addRoot(root);
-    REQUIRE(h.runUntil([&] { return h.saw(root); }));
-    h.clear();
+    h.watchAndSettle(root);
     h.w().injectEventsForTest(overflowEvent());
     REQUIRE(h.runUntil([&] { return h.rescans == 1; }));
     CHECK(h.batches.empty());  // the rescan replaces that window's changes
