@@ -128,10 +128,7 @@ constexpr std::int64_t kCountsWatermarkSchema = 4;
 
 // Events above the counted watermark, per (provider, cost_source): a range
 // read on the primary key, empty whenever the writer has folded.
-struct UncountedTail {
-    std::int64_t watermark = 0;
-    std::vector<std::tuple<std::string, std::string, std::int64_t>> groups;
-};
+using UncountedTail = std::vector<std::tuple<std::string, std::string, std::int64_t>>;
 
 Result<UncountedTail> readUncountedTail(Connection& db) {
     UncountedTail tail;
@@ -141,7 +138,6 @@ Result<UncountedTail> readUncountedTail(Connection& db) {
     if (*version < kCountsWatermarkSchema) return tail;
     auto through = db.queryInt("SELECT last_id FROM event_counts_through");
     if (!through) return through.error();
-    tail.watermark = *through;
     // NOT INDEXED: the planner would otherwise walk idx_events_provider
     // whole to get the groups in order; the primary key's range is tiny.
     auto rows = db.cached(
@@ -149,7 +145,7 @@ Result<UncountedTail> readUncountedTail(Connection& db) {
         "GROUP BY 1, 2");
     if (!rows) return rows.error();
     Statement& r = **rows;
-    r.bind(1, tail.watermark);
+    r.bind(1, *through);
     for (;;) {
         auto row = r.step();
         if (!row) {
@@ -157,7 +153,7 @@ Result<UncountedTail> readUncountedTail(Connection& db) {
             return row.error();
         }
         if (!*row) break;
-        tail.groups.emplace_back(r.columnText(0), r.columnText(1), r.columnInt(2));
+        tail.emplace_back(r.columnText(0), r.columnText(1), r.columnInt(2));
     }
     r.reset();
     return tail;
@@ -196,7 +192,7 @@ Status readCounters(Connection& db, status::StatusInput& in) {
     c.reset();
     auto tail = readUncountedTail(db);
     if (!tail) return tail.error();
-    for (const auto& [provider, costSource, n] : tail->groups) {
+    for (const auto& [provider, costSource, n] : *tail) {
         in.eventsTotal += n;
         addCount(in.eventsByProvider, provider, n);
         addCount(in.eventsByCostSource, costSource, n);
@@ -371,7 +367,7 @@ Result<std::int64_t> ensureProject(Connection& db, const std::string& provider,
 Status foldEventCounts(Connection& db) {
     auto tail = readUncountedTail(db);
     if (!tail) return tail.error();
-    if (tail->groups.empty()) return {};
+    if (tail->empty()) return {};
     auto add = db.cached(
         "INSERT INTO event_counts (dimension, key, n) VALUES (?1, ?2, ?3) "
         "ON CONFLICT DO UPDATE SET n = n + excluded.n");
@@ -380,14 +376,16 @@ Status foldEventCounts(Connection& db) {
         (*add)->bind(1, dimension).bind(2, key).bind(3, n);
         return (*add)->run();
     };
-    for (const auto& [provider, costSource, n] : tail->groups) {
+    for (const auto& [provider, costSource, n] : *tail) {
         if (auto st = bump("total", "", n); !st) return st;
         if (auto st = bump("provider", provider, n); !st) return st;
         if (auto st = bump("cost_source", costSource, n); !st) return st;
     }
-    return db.exec(
+    auto advance = db.cached(
         "UPDATE event_counts_through SET last_id = "
         "MAX(last_id, (SELECT COALESCE(MAX(id), 0) FROM usage_events))");
+    if (!advance) return advance.error();
+    return (*advance)->run();
 }
 
 Result<std::int64_t> insertEvent(Connection& db, const NewEvent& e) {
