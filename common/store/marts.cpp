@@ -270,20 +270,27 @@ std::string placeholders(int from, int to) {
 // ---------------------------------------------------------------------------
 // SQL, built once from the constant names below (never from data).
 
-// A helper table of counted members.
+// A helper table of counted members. A member's count is read, then the
+// row inserted, updated or deleted: an upsert with RETURNING would say the
+// new count in one statement, but SQLite buffers RETURNING rows in a fresh
+// ephemeral table at every execution, which cost more than the read (about
+// a tenth of a first ingest).
 struct MemberTable {
-    std::string upsert;  // members ?1..?k, delta ?k+1; RETURNING the new count
+    std::string select;  // members ?1..?k -> events
+    std::string insert;  // members ?1..?k, events ?k+1
+    std::string update;  // members ?1..?k, events ?k+1
     std::string remove;  // members ?1..?k
 };
 
 MemberTable memberTable(std::string_view table, std::initializer_list<std::string_view> columns) {
     const int k = static_cast<int>(columns.size());
+    const std::string where = " WHERE " + joined(columns, " AND ", " = ?", true);
     MemberTable t;
-    t.upsert = "INSERT INTO " + std::string(table) + " (" + joined(columns, ", ") +
-               ", events) VALUES (" + placeholders(1, k + 1) +
-               ") ON CONFLICT DO UPDATE SET events = events + excluded.events RETURNING events";
-    t.remove =
-        "DELETE FROM " + std::string(table) + " WHERE " + joined(columns, " AND ", " = ?", true);
+    t.select = "SELECT events FROM " + std::string(table) + where;
+    t.insert = "INSERT INTO " + std::string(table) + " (" + joined(columns, ", ") +
+               ", events) VALUES (" + placeholders(1, k + 1) + ")";
+    t.update = "UPDATE " + std::string(table) + " SET events = ?" + std::to_string(k + 1) + where;
+    t.remove = "DELETE FROM " + std::string(table) + where;
     return t;
 }
 
@@ -455,19 +462,19 @@ Status applyMembers(Connection& db, const MemberTable& table,
                     const std::map<Member, std::int64_t>& deltas, OnChange&& onChange) {
     for (const auto& [member, delta] : deltas) {
         if (delta == 0) continue;
-        std::int64_t events = 0;
+        std::int64_t before = 0;
         auto row = queryRow(
-            db, table.upsert, [&](Statement& s) { s.bind(bindTuple(s, member), delta); },
-            [&](Statement& s) { events = s.columnInt(0); });
+            db, table.select, [&](Statement& s) { bindTuple(s, member); },
+            [&](Statement& s) { before = s.columnInt(0); });
         if (!row) return row.error();
-        if (!*row || events < 0) return inconsistent("a helper count went below zero");
-        if (events == 0) {
-            if (auto st =
-                    runStatement(db, table.remove, [&](Statement& s) { bindTuple(s, member); });
-                !st)
-                return st;
-        }
-        const std::int64_t before = events - delta;
+        const std::int64_t events = before + delta;
+        if (events < 0) return inconsistent("a helper count went below zero");
+        const std::string& write = events == 0 ? table.remove : *row ? table.update : table.insert;
+        auto st = runStatement(db, write, [&](Statement& s) {
+            const int next = bindTuple(s, member);
+            if (events != 0) s.bind(next, events);
+        });
+        if (!st) return st;
         if (before == 0 && events > 0) onChange(member, 1);
         if (before > 0 && events == 0) onChange(member, -1);
     }
