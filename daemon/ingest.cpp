@@ -371,7 +371,7 @@ Status IngestEngine::load(store::Connection& db) {
         f.linesSkipped = stmt->columnInt(13);
         files_.emplace(f.path, std::move(f));
     }
-    filesChanged();
+    recountFiles();
     return {};
 }
 
@@ -530,7 +530,7 @@ Result<CycleReport> IngestEngine::runCycle(
         }
     }
     for (const auto& p : request.paths) statPath(p, seen);
-    filesChanged();
+    recountFiles();
 
     CycleReport report;
     report.bytesToRead = request.rereadAll ? markAllForReread() : pendingBytes();
@@ -594,7 +594,7 @@ std::int64_t IngestEngine::markAllForReread() {
         f.failedSize = f.failedMtimeNs = -1;
         bytes += f.seenSize;
     }
-    filesChanged();
+    recountFiles();
     return bytes;
 }
 
@@ -869,8 +869,9 @@ void IngestEngine::takeReads(ReadStep& step) {
             // move, so nothing is lost.
             if (lastError_[f.provider] != p.error) log::warning(p.error + ", skipping");
             lastError_[f.provider] = p.error;
+            countFile(f, -1);
             f.dirty = false;
-            filesChanged();
+            countFile(f, +1);
             continue;
         }
         bytesReadSinceStart_[f.provider] += p.bytesRead;
@@ -1007,10 +1008,12 @@ Result<StepReport> IngestEngine::writeStep(
     for (auto& [key, entry] : stepProjects) projectIds_[key] = entry;
     for (auto& p : pending) {
         FileEntry& f = *p.file;
+        countFile(f, -1);
         if (p.parseFailed) {
             f.failedSize = f.seenSize;
             f.failedMtimeNs = f.seenMtimeNs;
             f.dirty = false;
+            countFile(f, +1);
             continue;
         }
         f.checkpointed = true;
@@ -1027,35 +1030,32 @@ Result<StepReport> IngestEngine::writeStep(
         f.linesSkipped = p.linesSkipped;
         f.readFromStart = false;
         f.dirty = p.stillDirty;
+        countFile(f, +1);
     }
-    filesChanged();
     return report;
 }
 
-// The per-file sums are one pass over every file for all providers, kept
-// until a file entry changes (filesChanged()): a cycle asks for the sources
-// several times (its pending bytes, the step's snapshot, each commit's and
-// each mart step's report), and with thousands of files those passes were
-// most of what a one-line append cost.
-const IngestEngine::FileTotals& IngestEngine::fileTotals() const {
+void IngestEngine::countFile(const FileEntry& f, std::int64_t sign) {
     static_assert(static_cast<std::size_t>(Provider::Gemini) + 1 == kProviderCount);
-    if (fileTotals_) return *fileTotals_;
-    auto& totals = fileTotals_.emplace();
+    if (!f.present) return;
+    ProviderTotals& t = fileTotals_[static_cast<std::size_t>(f.provider)];
+    const auto offset = static_cast<std::int64_t>(f.offset);
+    t.files += sign;
+    t.bytesIngested += sign * offset;
+    if (f.seenSize > offset && (f.dirty || !f.geminiJson)) t.bytesPending += sign * (f.seenSize - offset);
+    t.linesSkipped += sign * f.linesSkipped;
+}
+
+void IngestEngine::recountFiles() {
+    fileTotals_ = {};
     for (const auto& [path, f] : files_) {
         (void)path;
-        if (!f.present) continue;
-        ProviderTotals& t = totals[static_cast<std::size_t>(f.provider)];
-        ++t.files;
-        t.bytesIngested += static_cast<std::int64_t>(f.offset);
-        if (f.seenSize > static_cast<std::int64_t>(f.offset) && (f.dirty || !f.geminiJson))
-            t.bytesPending += f.seenSize - static_cast<std::int64_t>(f.offset);
-        t.linesSkipped += f.linesSkipped;
+        countFile(f, +1);
     }
-    return totals;
 }
 
 std::vector<status::SourceState> IngestEngine::sourcesState() const {
-    const FileTotals& totals = fileTotals();
+    const FileTotals& totals = fileTotals_;
     std::vector<status::SourceState> out;
     for (const auto& pr : roots_) {
         const ProviderTotals& t = totals[static_cast<std::size_t>(pr.provider)];

@@ -406,6 +406,45 @@ TEST_CASE("a cycle stopped at maxSteps commits only its steps; the next cycle re
     CHECK(f.claude().bytesPending == 0);
 }
 
+TEST_CASE("the sources totals a step keeps equal a count over the store's checkpoints") {
+    // A cycle's stat counts every file; a step then moves the totals only by
+    // the files it read. Checked against the checkpoints and the files' sizes
+    // midway (bytes pending) and at the end, and against a restarted engine.
+    Fixture f;
+    const std::string bad = f.projects + "/bad.jsonl";
+    appendLines(f.file, 2 * kStepBytes + kStepBytes / 2);
+    append(bad, "not json\n" + claudeLine("b1", "rb", 1, 1));
+    auto onDisk = [&] {
+        struct stat a {}, b {};
+        REQUIRE(::stat(f.file.c_str(), &a) == 0);
+        REQUIRE(::stat(bad.c_str(), &b) == 0);
+        return static_cast<std::int64_t>(a.st_size + b.st_size);
+    };
+    auto checkAgainstStore = [&] {
+        const auto kept = f.claude();
+        CHECK(kept.files == 2);
+        CHECK(kept.bytesIngested == f.db.queryInt("SELECT COALESCE(SUM(offset), 0) FROM file_checkpoints").value());
+        CHECK(kept.bytesPending == onDisk() - kept.bytesIngested);
+        CHECK(kept.linesSkipped == f.db.queryInt("SELECT COALESCE(SUM(lines_skipped), 0) FROM file_checkpoints").value());
+        return kept;
+    };
+    CycleRequest req;
+    req.fullRescan = true;
+    REQUIRE(f.engine->runCycle(f.db, req, {}, {}, 2).ok());
+    CHECK(checkAgainstStore().bytesPending > 0);
+    f.cycle(false);
+    const auto kept = checkAgainstStore();
+    CHECK(kept.bytesPending == 0);
+    CHECK(kept.linesSkipped == 1);
+    f.restart();
+    f.cycle();
+    const auto recounted = f.claude();
+    CHECK(recounted.files == kept.files);
+    CHECK(recounted.bytesIngested == kept.bytesIngested);
+    CHECK(recounted.bytesPending == kept.bytesPending);
+    CHECK(recounted.linesSkipped == kept.linesSkipped);
+}
+
 TEST_CASE("a step failing while the next is read ahead keeps the committed steps only") {
     Fixture f;
     const int n = appendLines(f.file, 3 * kStepBytes);
