@@ -280,6 +280,7 @@ struct MemberTable {
     std::string insert;  // members ?1..?k, events ?k+1
     std::string update;  // members ?1..?k, events ?k+1
     std::string remove;  // members ?1..?k
+    std::string add;     // members ?1..?k, delta ?k+1 > 0: an upsert
 };
 
 MemberTable memberTable(std::string_view table, std::initializer_list<std::string_view> columns) {
@@ -291,6 +292,7 @@ MemberTable memberTable(std::string_view table, std::initializer_list<std::strin
                ", events) VALUES (" + placeholders(1, k + 1) + ")";
     t.update = "UPDATE " + std::string(table) + " SET events = ?" + std::to_string(k + 1) + where;
     t.remove = "DELETE FROM " + std::string(table) + where;
+    t.add = t.insert + " ON CONFLICT DO UPDATE SET events = events + excluded.events";
     return t;
 }
 
@@ -455,28 +457,50 @@ Status runStatement(Connection& db, std::string_view text, Bind&& bind) {
     return (*stmt)->run();
 }
 
-// Applies member deltas to a helper table; calls onChange(member, +1) when a
-// member row appeared and onChange(member, -1) when one went away.
+// Applies one member's delta to a helper table; calls onChange(member, +1)
+// when its row appeared and onChange(member, -1) when it went away.
+template <typename Member, typename OnChange>
+Status applyMember(Connection& db, const MemberTable& table, const Member& member,
+                   std::int64_t delta, OnChange&& onChange) {
+    if (delta == 0) return {};
+    std::int64_t before = 0;
+    auto row = queryRow(
+        db, table.select, [&](Statement& s) { bindTuple(s, member); },
+        [&](Statement& s) { before = s.columnInt(0); });
+    if (!row) return row.error();
+    const std::int64_t events = before + delta;
+    if (events < 0) return inconsistent("a helper count went below zero");
+    const std::string& write = events == 0 ? table.remove : *row ? table.update : table.insert;
+    auto st = runStatement(db, write, [&](Statement& s) {
+        const int next = bindTuple(s, member);
+        if (events != 0) s.bind(next, events);
+    });
+    if (!st) return st;
+    if (before == 0 && events > 0) onChange(member, 1);
+    if (before > 0 && events == 0) onChange(member, -1);
+    return {};
+}
+
 template <typename Member, typename OnChange>
 Status applyMembers(Connection& db, const MemberTable& table,
                     const std::map<Member, std::int64_t>& deltas, OnChange&& onChange) {
+    for (const auto& [member, delta] : deltas)
+        if (auto st = applyMember(db, table, member, delta, onChange); !st) return st;
+    return {};
+}
+
+// A helper table whose members nobody counts (timestamps, models): a
+// positive delta can neither empty a row nor needs the old count, so it is
+// one upsert; only a negative one reads first. That halves the statements of
+// the two tables holding a row per event.
+template <typename Member>
+Status applyUncountedMembers(Connection& db, const MemberTable& table,
+                             const std::map<Member, std::int64_t>& deltas) {
     for (const auto& [member, delta] : deltas) {
-        if (delta == 0) continue;
-        std::int64_t before = 0;
-        auto row = queryRow(
-            db, table.select, [&](Statement& s) { bindTuple(s, member); },
-            [&](Statement& s) { before = s.columnInt(0); });
-        if (!row) return row.error();
-        const std::int64_t events = before + delta;
-        if (events < 0) return inconsistent("a helper count went below zero");
-        const std::string& write = events == 0 ? table.remove : *row ? table.update : table.insert;
-        auto st = runStatement(db, write, [&](Statement& s) {
-            const int next = bindTuple(s, member);
-            if (events != 0) s.bind(next, events);
-        });
+        auto st = delta > 0 ? runStatement(db, table.add,
+                                           [&](Statement& s) { s.bind(bindTuple(s, member), delta); })
+                            : applyMember(db, table, member, delta, [](const Member&, int) {});
         if (!st) return st;
-        if (before == 0 && events > 0) onChange(member, 1);
-        if (before > 0 && events == 0) onChange(member, -1);
     }
     return {};
 }
@@ -602,9 +626,8 @@ struct SessionDeltas {
     }
 
     Status flush(Connection& db) const {
-        const auto ignore = [](const auto&, int) {};
-        if (auto st = applyMembers(db, sql().sessionModels, models, ignore); !st) return st;
-        if (auto st = applyMembers(db, sql().sessionTs, timestamps, ignore); !st) return st;
+        if (auto st = applyUncountedMembers(db, sql().sessionModels, models); !st) return st;
+        if (auto st = applyUncountedMembers(db, sql().sessionTs, timestamps); !st) return st;
         for (const auto& [key, delta] : rows) {
             auto row = readRow(db, sql().session, key, 0);
             if (!row) return row.error();
@@ -662,7 +685,7 @@ struct ProjectDeltas {
             sessionCount[Key{std::get<0>(m)}] += d;
         });
         if (!st) return st;
-        st = applyMembers(db, sql().projectTs, timestamps, [](const auto&, int) {});
+        st = applyUncountedMembers(db, sql().projectTs, timestamps);
         if (!st) return st;
         for (const auto& [key, delta] : rows) {
             auto row = readRow(db, sql().project, key, 1);
