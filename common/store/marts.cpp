@@ -72,6 +72,7 @@
 #include <array>
 #include <bit>
 #include <cmath>
+#include <deque>
 #include <initializer_list>
 #include <limits>
 #include <map>
@@ -218,6 +219,9 @@ struct Totals {
 // ---------------------------------------------------------------------------
 // Binding tuple keys: each element to the next parameter.
 
+void bindValue(Statement& s, int i, std::string_view v) {
+    s.bind(i, v);
+}
 void bindValue(Statement& s, int i, const std::string& v) {
     s.bind(i, v);
 }
@@ -572,7 +576,9 @@ Result<std::optional<std::string>> firstText(Connection& db, std::string_view te
 // ---------------------------------------------------------------------------
 // The five marts: in-memory deltas of one step, and how they are written.
 
-using Text = std::string;
+// Keys view the strings of the contributions their step keeps (StepDeltas):
+// a key per mart and helper table per event, without copying its strings.
+using Text = std::string_view;
 using Id = std::int64_t;
 
 struct DailyDeltas {
@@ -809,8 +815,10 @@ struct StepDeltas {
     ProjectDeltas project;
     ProviderDayDeltas providerDay;
     ModelDayDeltas modelDay;
+    std::deque<Contribution> kept;  // what the keys view; a deque never moves them
 
-    void add(const Contribution& c, std::int64_t sign) {
+    void add(Contribution contribution, std::int64_t sign) {
+        const Contribution& c = kept.emplace_back(std::move(contribution));
         if (marts[kDaily]) daily.add(c, sign);
         if (marts[kSession]) session.add(c, sign);
         if (marts[kProject]) project.add(c, sign);
