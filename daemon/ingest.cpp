@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <array>
 #include <cerrno>
+#include <chrono>
 #include <cstring>
 #include <future>
 
@@ -15,6 +16,7 @@
 #include "sources/gemini.h"
 #include "sources/identity.h"
 #include "sources/jsonl.h"
+#include "store/schema.h"
 #include "store/store.h"
 #include "util/unique_fd.h"
 
@@ -534,6 +536,7 @@ Result<CycleReport> IngestEngine::runCycle(
 
     CycleReport report;
     report.bytesToRead = request.rereadAll ? markAllForReread() : pendingBytes();
+    if (auto st = deferReadIndexesOnFirstIngest(db, report.bytesToRead); !st) return st.error();
     // Step N+1 is read on a helper thread while step N is written (reading
     // and parsing were a quarter of a first ingest). Its plan is made from
     // step N's reads, as step N's commit will leave the files; it is read only
@@ -547,6 +550,7 @@ Result<CycleReport> IngestEngine::runCycle(
         // checkpointed, an event for bytes already read): no transaction, so
         // an idle cycle writes nothing and does not count as progress.
         report.bytesReadBySteps = bytesReadBySteps_;
+        if (auto st = buildDeferredReadIndexes(db); !st) return st.error();
         return report;
     }
     ReadStep step = readStep(std::move(firstPlan), prices_, beforeRead_);
@@ -572,7 +576,41 @@ Result<CycleReport> IngestEngine::runCycle(
         step = next.get();
     }
     report.bytesReadBySteps = bytesReadBySteps_;
+    if (auto st = buildDeferredReadIndexes(db); !st) return st.error();
     return report;
+}
+
+Status IngestEngine::deferReadIndexesOnFirstIngest(store::Connection& db, std::int64_t bytesToRead) {
+    if (readIndexesDeferred_ || bytesToRead < static_cast<std::int64_t>(deferReadIndexesBytes_))
+        return {};
+    auto empty = db.queryInt("SELECT NOT EXISTS (SELECT 1 FROM usage_events)");
+    if (!empty) return empty.error();
+    if (*empty == 0) return {};
+    auto tx = store::Transaction::begin(db);
+    if (!tx) return tx.error();
+    if (auto st = store::dropReadIndexes(db); !st) return st;
+    if (auto st = tx->commit(); !st) return st;
+    readIndexesDeferred_ = true;
+    log::info("first ingest of " + std::to_string(bytesToRead / (1024 * 1024)) +
+              " MiB into an empty store: usage_events' read indexes are built when it is done");
+    return {};
+}
+
+// Once nothing is left to read: a cycle stopped at maxSteps keeps them deferred.
+Status IngestEngine::buildDeferredReadIndexes(store::Connection& db) {
+    if (!readIndexesDeferred_ || hasPendingWork()) return {};
+    const auto start = std::chrono::steady_clock::now();
+    auto tx = store::Transaction::begin(db);
+    if (!tx) return tx.error();
+    if (auto st = store::ensureReadIndexes(db); !st) return st;
+    if (auto st = tx->commit(); !st) return st;
+    readIndexesDeferred_ = false;
+    log::info("usage_events' read indexes built in " +
+              std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                 std::chrono::steady_clock::now() - start)
+                                 .count()) +
+              " ms");
+    return {};
 }
 
 bool IngestEngine::hasPendingWork() const {

@@ -25,6 +25,7 @@
 // a crash leaves the store at the old version or the new one, never between.
 #include "store/schema.h"
 
+#include <array>
 #include <string>
 #include <vector>
 
@@ -504,17 +505,55 @@ std::string martCountTriggers() {
     return sql;
 }
 
+// Migration 5: only sidechain events are looked up by message (a main
+// response absorbing its sidechain replays), and they are a few in a hundred;
+// the other Claude events no longer pay a random-key index insert each.
+constexpr const char* kMigration5 = R"sql(
+DROP INDEX idx_events_message;
+CREATE INDEX idx_events_sidechain_message ON usage_events(message_id, session_id)
+  WHERE is_sidechain = 1 AND message_id IS NOT NULL;
+)sql";
+
 const std::vector<std::string>& migrations() {
     static const std::vector<std::string> all = {
         std::string(kMigration1) + martCountTriggers(),
         kMigration2,
         kMigration3,
         kMigration4,
+        kMigration5,
     };
     return all;
 }
 
+// store.md's indexes on usage_events (as migration 1 created them).
+struct ReadIndex {
+    const char* name;
+    const char* columns;
+};
+constexpr std::array<ReadIndex, 5> kReadIndexes = {{
+    {"idx_events_day", "day"},
+    {"idx_events_project", "project_id, day"},
+    {"idx_events_provider", "provider, day"},
+    {"idx_events_session", "session_id"},
+    {"idx_events_model", "model, day"},
+}};
+
 }  // namespace
+
+Status dropReadIndexes(Connection& db) {
+    for (const ReadIndex& index : kReadIndexes)
+        if (auto st = db.exec(std::string("DROP INDEX IF EXISTS ") + index.name); !st) return st;
+    return {};
+}
+
+Status ensureReadIndexes(Connection& db) {
+    for (const ReadIndex& index : kReadIndexes) {
+        const std::string sql = std::string("CREATE INDEX IF NOT EXISTS ") + index.name +
+                                " ON usage_events(" + index.columns + ")";
+        if (auto st = db.exec(sql); !st) return st;
+    }
+    return {};
+}
 
 std::int64_t latestSchemaVersion() { return static_cast<std::int64_t>(migrations().size()); }
 

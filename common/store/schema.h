@@ -20,4 +20,12 @@ Result<std::int64_t> schemaVersion(Connection& db);
 // extension); it may be empty.
 Status migrate(Connection& db, const std::function<void(std::int64_t)>& beforeEach = {});
 
+// The five indexes store.md lists on usage_events, which only readers use.
+// A first ingest into an empty store drops them and builds them again once
+// its catch-up is done: one sort each instead of a B-tree insert per event
+// and index. Both run inside the caller's transaction. openWriter ensures
+// them, so a daemon stopped mid-way leaves no store without them.
+Status dropReadIndexes(Connection& db);
+Status ensureReadIndexes(Connection& db);
+
 }  // namespace etld::store

@@ -88,6 +88,11 @@ Result<Connection> openWriter(const std::string& path, const WriterOptions& opti
         !st)
         return st.error();
     if (auto st = migrate(*db, options.beforeMigration); !st) return st.error();
+    // A first ingest stopped before its end left them dropped (schema.h).
+    auto tx = Transaction::begin(*db);
+    if (!tx) return tx.error();
+    if (auto st = ensureReadIndexes(*db); !st) return st.error();
+    if (auto st = tx->commit(); !st) return st.error();
     return db;
 }
 

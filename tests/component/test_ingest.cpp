@@ -8,12 +8,16 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <fstream>
 #include <memory>
+#include <set>
 #include <string>
+#include <vector>
 
 #include "ingest.h"
+#include "store/schema.h"
 #include "store/store.h"
 #include "support.h"
 
@@ -309,6 +313,55 @@ TEST_CASE("a sidechain replay read before its main response ends merged") {
     CHECK(f.sum("output_tokens") == 5);
 }
 
+TEST_CASE("every statement an ingest step runs is planned without a full scan") {
+    // Inserts, revisions, sidechain replays and their merge, checkpoints: each
+    // lookup must use an index (the message lookup uses a partial one, on
+    // sidechain events only) and the traced statements must cover them.
+    Fixture f;
+    std::set<std::string> statements;
+    auto trace = [](unsigned, void* ctx, void* p, void*) -> int {
+        if (const char* sql = sqlite3_sql(static_cast<sqlite3_stmt*>(p)))
+            static_cast<std::set<std::string>*>(ctx)->insert(sql);
+        return 0;
+    };
+    sqlite3_trace_v2(f.db.handle(), SQLITE_TRACE_STMT, trace, &statements);
+    const std::string side = f.projects + "/s1/subagents/agent-1.jsonl";
+    makeDirectories(f.projects + "/s1/subagents", 0755);
+    append(side, claudeLine("m1", "r1", 10, 5, "2026-01-01T10:00:00.000Z", "s1", true));
+    append(side, claudeLine("m2", "r2", 10, 5, "2026-01-01T10:00:00.000Z", "s1", true));
+    append(f.file, claudeLine("m3", "r3", 10, 1));
+    f.cycle();
+    append(f.file, claudeLine("m1", "r1", 10, 5) + claudeLine("m3", "r3", 10, 50));
+    f.cycle();
+    append(side, claudeLine("m1", "r1", 10, 9, "2026-01-01T10:00:01.000Z", "s1", true));
+    f.cycle();
+    sqlite3_trace_v2(f.db.handle(), 0, nullptr, nullptr);
+    CHECK(f.count() == 3);                    // m1 merged into its main response
+    CHECK(f.count("is_sidechain = 1") == 1);  // m2 has no main response
+    CHECK(f.sum("output_tokens") == 60);
+
+    int usageEventStatements = 0;
+    for (const std::string& sql : statements) {
+        if (sql.rfind("BEGIN", 0) == 0 || sql == "COMMIT" || sql == "ROLLBACK") continue;
+        if (sql.find("usage_events") != std::string::npos) ++usageEventStatements;
+        auto plan = f.db.prepare("EXPLAIN QUERY PLAN " + sql);
+        REQUIRE(plan.ok());
+        for (;;) {
+            auto row = plan->step();
+            REQUIRE(row.ok());
+            if (!*row) break;
+            const std::string detail = plan->columnText(3);
+            CAPTURE(sql);
+            const bool oneRowTable = detail == "SCAN event_counts_through";
+            CHECK_MESSAGE((detail.rfind("SCAN", 0) != 0 || oneRowTable), detail);
+        }
+    }
+    CHECK(usageEventStatements >= 6);  // by key, by message, insert, delete, update, counts
+    CHECK(std::any_of(statements.begin(), statements.end(), [](const std::string& sql) {
+        return sql.find("is_sidechain = 1") != std::string::npos;
+    }));
+}
+
 TEST_CASE("bad input is skipped, counted, and loses nothing around it") {
     Fixture f;
     std::string bytes = claudeLine("m1", "r1", 1, 1);
@@ -443,6 +496,52 @@ TEST_CASE("the sources totals a step keeps equal a count over the store's checkp
     CHECK(recounted.bytesIngested == kept.bytesIngested);
     CHECK(recounted.bytesPending == kept.bytesPending);
     CHECK(recounted.linesSkipped == kept.linesSkipped);
+}
+
+TEST_CASE("a first ingest into an empty store builds the read indexes once its catch-up is done") {
+    Fixture f;
+    auto readIndexes = [&] {
+        return f.db.queryInt("SELECT COUNT(*) FROM sqlite_master WHERE type = 'index' AND name IN "
+                             "('idx_events_day', 'idx_events_project', 'idx_events_provider', "
+                             "'idx_events_session', 'idx_events_model')").value();
+    };
+    REQUIRE(readIndexes() == 5);
+    f.engine->setDeferReadIndexesBytesForTest(2 * kStepBytes);
+    const int n = appendLines(f.file, 3 * kStepBytes);
+    std::vector<std::int64_t> duringSteps;
+    auto inStep = [&](store::Connection&, const StepReport&) -> Status {
+        duringSteps.push_back(readIndexes());
+        return {};
+    };
+    CycleRequest req;
+    req.fullRescan = true;
+    auto first = f.engine->runCycle(f.db, req, inStep, {}, 2);  // stopped with bytes left
+    REQUIRE(first.ok());
+    CHECK(first->morePending);
+    CHECK(readIndexes() == 0);
+    auto rest = f.engine->runCycle(f.db, CycleRequest{}, inStep, {});
+    REQUIRE(rest.ok());
+    CHECK(duringSteps == std::vector<std::int64_t>(duringSteps.size(), 0));
+    CHECK(duringSteps.size() >= 3);
+    CHECK(readIndexes() == 5);
+    CHECK(f.count() == n);
+
+    SUBCASE("a store that holds events keeps them through a large catch-up") {
+        duringSteps.clear();
+        appendLines(f.projects + "/b.jsonl", 3 * kStepBytes, n);
+        REQUIRE(f.engine->runCycle(f.db, req, inStep, {}).ok());
+        CHECK(duringSteps == std::vector<std::int64_t>(duringSteps.size(), 5));
+        CHECK(duringSteps.size() >= 3);
+    }
+    SUBCASE("a daemon stopped before the end finds them built when it opens the store") {
+        const int m = appendLines(f.projects + "/b.jsonl", kStepBytes, n);
+        REQUIRE(store::dropReadIndexes(f.db).ok());
+        f.db = store::openWriter(f.dir.file("etl.db")).value();
+        CHECK(readIndexes() == 5);
+        f.restart();
+        f.cycle();
+        CHECK(f.count() == n + m);
+    }
 }
 
 TEST_CASE("a step failing while the next is read ahead keeps the committed steps only") {
