@@ -332,12 +332,18 @@ struct IngestEngine::ReadStep {
     std::vector<PendingFile> files;  // in files_ order
 };
 
+struct IngestEngine::CarriedRead {
+    std::future<ReadStep> read;
+};
+
 IngestEngine::IngestEngine(std::vector<ProviderRoots> roots, const sources::PriceTable& prices,
                            const Clock& clock)
     : roots_(std::move(roots)), prices_(prices), clock_(clock) {
     for (const auto& pr : roots_)
         for (auto& d : scanDirs(pr)) scanDirs_.push_back(std::move(d));
 }
+
+IngestEngine::~IngestEngine() = default;
 
 std::vector<ScanDir> IngestEngine::allScanDirs() const { return scanDirs_; }
 
@@ -539,13 +545,24 @@ Result<CycleReport> IngestEngine::runCycle(
     if (auto st = deferReadIndexesOnFirstIngest(db, report.bytesToRead); !st) return st.error();
     // Step N+1 is read on a helper thread while step N is written (reading
     // and parsing were a quarter of a first ingest). Its plan is made from
-    // step N's reads, as step N's commit will leave the files; it is read only
-    // within maxSteps, and dropped unused when step N fails, so files_ is
-    // always as the last commit left it. The first step has nothing to
-    // overlap: it is read here. Every exit joins the helper (a std::async
-    // future waits in its destructor).
-    std::vector<ReadItem> firstPlan = planStep(nullptr);
-    if (firstPlan.empty() && vanished_.empty()) {
+    // step N's reads, as step N's commit will leave the files; it is taken up
+    // (counted, logged) only after step N commits, and dropped unused when
+    // step N fails, so files_ is always as the last commit left it. Every
+    // exit joins the helper (a std::async future waits in its destructor).
+    //
+    // The first step was read ahead by the previous cycle when that one
+    // stopped at maxSteps with bytes left (its plan is this cycle's own: the
+    // same committed files, nothing stat'ed since), so it overlapped that
+    // cycle's mart refresh; a cycle with anything to stat drops it unused.
+    std::optional<ReadStep> carried;
+    if (carriedRead_) {
+        ReadStep ahead = carriedRead_->read.get();
+        carriedRead_.reset();
+        if (!request.fullRescan && !request.rereadAll && request.paths.empty())
+            carried = std::move(ahead);
+    }
+    std::vector<ReadItem> firstPlan = carried ? std::vector<ReadItem>{} : planStep(nullptr);
+    if (!carried && firstPlan.empty() && vanished_.empty()) {
         // Nothing to read or forget (a rescan that found everything as
         // checkpointed, an event for bytes already read): no transaction, so
         // an idle cycle writes nothing and does not count as progress.
@@ -553,7 +570,7 @@ Result<CycleReport> IngestEngine::runCycle(
         if (auto st = buildDeferredReadIndexes(db); !st) return st.error();
         return report;
     }
-    ReadStep step = readStep(std::move(firstPlan), prices_, beforeRead_);
+    ReadStep step = carried ? std::move(*carried) : readStep(std::move(firstPlan), prices_, beforeRead_);
     for (;;) {
         takeReads(step);
         const bool lastStep = maxSteps > 0 && report.steps + 1 >= maxSteps;
@@ -570,6 +587,10 @@ Result<CycleReport> IngestEngine::runCycle(
         if (afterStep) afterStep(*written);
         if (lastStep) {
             report.morePending = hasPendingWork();
+            if (auto plan = planStep(nullptr); !plan.empty())
+                carriedRead_ = std::make_unique<CarriedRead>(
+                    CarriedRead{std::async(std::launch::async, &IngestEngine::readStep, std::move(plan),
+                                           std::cref(prices_), std::cref(beforeRead_))});
             break;
         }
         if (!next.valid()) break;  // nothing was left to read

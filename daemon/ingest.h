@@ -60,6 +60,7 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <memory>
 #include <optional>
 #include <set>
 #include <string>
@@ -124,6 +125,7 @@ class IngestEngine {
 public:
     IngestEngine(std::vector<ProviderRoots> roots, const sources::PriceTable& prices,
                  const Clock& clock);
+    ~IngestEngine();  // joins a read still running ahead
 
     // Writer thread, once: loads every checkpoint into memory.
     Status load(store::Connection& db);
@@ -161,7 +163,8 @@ public:
 
     // Tests: runs just before a step opens a file it decided to read, so a
     // test can make the file vanish between the stat and the read. It runs
-    // on the helper thread for every step of a cycle but the first.
+    // on the helper thread for every step but a cycle's first, and for that
+    // one too when the previous cycle read it ahead.
     void setBeforeReadForTest(std::function<void(const std::string& path)> hook) {
         beforeRead_ = std::move(hook);
     }
@@ -231,6 +234,11 @@ private:
     std::function<void(const std::string&)> beforeRead_;
     std::uint64_t deferReadIndexesBytes_ = kDeferReadIndexesBytes;
     bool readIndexesDeferred_ = false;
+    // The first step of the next cycle, read ahead when a cycle stops at
+    // maxSteps with bytes left (runCycle). Last: destroyed (joined) first,
+    // while what the read refers to still exists.
+    struct CarriedRead;  // a std::future of a ReadStep
+    std::unique_ptr<CarriedRead> carriedRead_;
     // Per provider, sums over its present files for sourcesState() (writer
     // thread only). A cycle's stat phase recounts them in one pass over every
     // file; a step then moves only the files it read: with ten thousand files,

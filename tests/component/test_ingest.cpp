@@ -9,11 +9,13 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstdio>
 #include <fstream>
 #include <memory>
 #include <set>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "ingest.h"
@@ -542,6 +544,57 @@ TEST_CASE("a first ingest into an empty store builds the read indexes once its c
         f.cycle();
         CHECK(f.count() == n + m);
     }
+}
+
+TEST_CASE("a step read ahead by a cycle stopped at maxSteps is dropped when the next cycle stats a change") {
+    // The cycle stopped at maxSteps reads its next step ahead, planned up to
+    // the size the file had then. A next cycle that stats the file again (it
+    // grew) must read from its own plan, or the growth would be marked read.
+    Fixture f;
+    const int n = appendLines(f.file, kStepBytes + kStepBytes / 2);  // the step ahead reaches the end
+    CycleRequest req;
+    req.fullRescan = true;
+    REQUIRE(f.engine->runCycle(f.db, req, {}, {}, 1).ok());
+    const int grown = appendLines(f.file, 100, n);
+    CycleRequest changed;
+    changed.paths = {f.file};
+    auto rest = f.engine->runCycle(f.db, changed, {}, {});
+    REQUIRE(rest.ok());
+    CHECK_FALSE(rest->morePending);
+    CHECK(f.count() == n + grown);
+    CHECK(f.claude().bytesPending == 0);
+}
+
+TEST_CASE("a plain continuation takes up the step read ahead, counting its bytes once") {
+    // Cycles of one step each: every cycle but the first finds its step read
+    // ahead (on the helper thread, while the caller did something else).
+    Fixture f;
+    const int n = appendLines(f.file, 3 * kStepBytes);
+    std::atomic<int> reads{0}, readsOnCaller{0};
+    const auto caller = std::this_thread::get_id();
+    f.engine->setBeforeReadForTest([&](const std::string&) {
+        ++reads;
+        if (std::this_thread::get_id() == caller) ++readsOnCaller;
+    });
+    CycleRequest req;
+    req.fullRescan = true;
+    auto first = f.engine->runCycle(f.db, req, {}, {}, 1);
+    REQUIRE(first.ok());
+    CHECK(first->bytesReadBySteps == static_cast<std::int64_t>(kStepBytes));
+    std::int64_t steps = first->steps;
+    for (int guard = 0; guard < 10; ++guard) {
+        auto next = f.engine->runCycle(f.db, CycleRequest{}, {}, {}, 1);
+        REQUIRE(next.ok());
+        steps += next->steps;
+        if (!next->morePending) break;
+    }
+    f.engine->setBeforeReadForTest({});
+    CHECK(steps >= 4);
+    CHECK(f.count() == n);
+    CHECK(f.sum("output_tokens") == n);
+    CHECK(f.claude().bytesPending == 0);
+    CHECK(reads.load() == steps);  // one read of the file per step: none read twice
+    CHECK(readsOnCaller.load() == 1);
 }
 
 TEST_CASE("a step failing while the next is read ahead keeps the committed steps only") {
