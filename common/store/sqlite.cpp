@@ -1,5 +1,6 @@
 #include "store/sqlite.h"
 
+#include <algorithm>
 #include <mutex>
 #include <utility>
 
@@ -149,8 +150,15 @@ Result<Statement> Connection::prepare(std::string_view sql) {
     return Statement(stmt);
 }
 
+std::size_t Connection::SqlTextHash::operator()(std::string_view sql) const noexcept {
+    constexpr std::size_t kEnd = 24;
+    const std::size_t n = std::min(sql.size(), kEnd);
+    const std::hash<std::string_view> hash;
+    return hash(sql.substr(0, n)) ^ (hash(sql.substr(sql.size() - n)) * 31) ^ sql.size();
+}
+
 Result<Statement*> Connection::cached(std::string_view sql) {
-    auto it = cache_.find(std::string(sql));
+    auto it = cache_.find(sql);
     if (it != cache_.end()) {
         it->second->reset();
         return it->second.get();

@@ -91,7 +91,15 @@ public:
 private:
     explicit Connection(sqlite3* db) : db_(db) {}
     sqlite3* db_ = nullptr;
-    std::unordered_map<std::string, std::unique_ptr<Statement>> cache_;
+    // Looked up on every statement a step runs (about ten per event), so by
+    // the text as given, without copying it, and hashed on its length and
+    // ends: statement texts are long and few, and equal hashes still compare
+    // the whole text.
+    struct SqlTextHash {
+        using is_transparent = void;
+        std::size_t operator()(std::string_view sql) const noexcept;
+    };
+    std::unordered_map<std::string, std::unique_ptr<Statement>, SqlTextHash, std::equal_to<>> cache_;
 };
 
 // BEGIN IMMEDIATE (or DEFERRED for reads) on construction via begin(); the
