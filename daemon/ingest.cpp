@@ -95,7 +95,7 @@ Result<std::optional<StoredEvent>> findByKey(store::Connection& db, Provider pro
     auto stmt = db.cached(kSelectByKey);
     if (!stmt) return stmt.error();
     store::Statement& s = **stmt;
-    s.bind(1, key);
+    s.bindView(1, key);  // reset below, on both paths
     auto row = s.step();
     if (!row) return row.error();
     if (!*row) {
@@ -142,21 +142,23 @@ Status insertRecord(store::Connection& db, const UsageRecord& r, const std::stri
         "?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, "
         "?23, ?24)");
     if (!stmt) return stmt.error();
+    // The record and the key outlive run(), which resets the statement.
     store::Statement& s = **stmt;
-    s.bind(1, sources::providerName(r.provider)).bind(2, projectId).bind(3, r.sessionId);
-    s.bind(4, r.tsText).bind(5, r.day).bind(6, r.model).bind(7, sources::speedName(r.speed));
+    s.bindView(1, sources::providerName(r.provider)).bind(2, projectId).bindView(3, r.sessionId);
+    s.bindView(4, r.tsText).bindView(5, r.day).bindView(6, r.model);
+    s.bindView(7, sources::speedName(r.speed));
     s.bind(8, r.inputTokens).bind(9, r.outputTokens).bind(10, r.cacheReadTokens);
     s.bind(11, r.cacheCreateTokens).bind(12, r.reasoningTokens).bind(13, r.costUsd);
-    s.bind(14, sources::costSourceName(r.costSource)).bind(15, r.role);
+    s.bindView(14, sources::costSourceName(r.costSource)).bindView(15, r.role);
     if (r.rawExtras.empty()) s.bindNull(16);
-    else s.bind(16, r.rawExtras);
-    s.bind(17, key).bind(18, r.cacheCreate1hTokens).bind(19, r.sourcePath);
+    else s.bindView(16, r.rawExtras);
+    s.bindView(17, key).bind(18, r.cacheCreate1hTokens).bindView(19, r.sourcePath);
     s.bind(20, static_cast<std::int64_t>(r.sourceOffset)).bind(21, r.isSidechain ? 1 : 0);
     s.bind(22, r.hasSpeed ? 1 : 0);
     if (r.messageId.empty()) s.bindNull(23);
-    else s.bind(23, r.messageId);
+    else s.bindView(23, r.messageId);
     if (r.requestId.empty()) s.bindNull(24);
-    else s.bind(24, r.requestId);
+    else s.bindView(24, r.requestId);
     return s.run();
 }
 

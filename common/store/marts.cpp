@@ -219,8 +219,10 @@ struct Totals {
 // ---------------------------------------------------------------------------
 // Binding tuple keys: each element to the next parameter.
 
+// Views are the keys' Text: they view the contributions their step keeps
+// until the flush is done, and every statement runs and is reset within it.
 void bindValue(Statement& s, int i, std::string_view v) {
-    s.bind(i, v);
+    s.bindView(i, v);
 }
 void bindValue(Statement& s, int i, const std::string& v) {
     s.bind(i, v);

@@ -35,6 +35,10 @@ Statement& Statement::bind(int i, std::string_view v) {
     sqlite3_bind_text(stmt_, i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT);
     return *this;
 }
+Statement& Statement::bindView(int i, std::string_view v) {
+    sqlite3_bind_text(stmt_, i, v.data(), static_cast<int>(v.size()), SQLITE_STATIC);
+    return *this;
+}
 Statement& Statement::bind(int i, const std::optional<std::string>& v) {
     return v ? bind(i, std::string_view(*v)) : bindNull(i);
 }
