@@ -541,6 +541,7 @@ Result<CycleReport> IngestEngine::runCycle(
     }
     for (const auto& p : request.paths) statPath(p, seen);
     recountFiles();
+    firstDirtyHint_ = files_.begin();
 
     CycleReport report;
     report.bytesToRead = request.rereadAll ? markAllForReread() : pendingBytes();
@@ -747,8 +748,12 @@ std::vector<IngestEngine::ReadItem> IngestEngine::planStep(const ReadStep* previ
         for (const auto& p : previous->files) read.emplace(p.file, &p);
     std::vector<ReadItem> items;
     std::uint64_t budget = kStepBytes;
-    for (auto& [path, f] : files_) {
+    bool firstDirty = true;
+    for (auto entry = firstDirtyHint_; entry != files_.end(); ++entry) {
+        FileEntry& f = entry->second;
         if (!f.dirty) continue;
+        if (firstDirty) firstDirtyHint_ = entry;
+        firstDirty = false;
         if (budget == 0) break;
         ReadItem item;
         if (auto it = read.find(&f); it != read.end()) {
