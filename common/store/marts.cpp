@@ -80,6 +80,7 @@
 #include <string>
 #include <string_view>
 #include <tuple>
+#include <vector>
 
 namespace etld::store {
 namespace {
@@ -245,10 +246,11 @@ int bindFrom(Statement& s, int first, const Values&... values) {
     return i;
 }
 
-// Binds the elements of `key` from parameter 1; returns the next index.
+// Binds the elements of `key` from parameter `first` (1 by default);
+// returns the next index.
 template <typename Tuple>
-int bindTuple(Statement& s, const Tuple& key) {
-    return std::apply([&](const auto&... v) { return bindFrom(s, 1, v...); }, key);
+int bindTuple(Statement& s, const Tuple& key, int first = 1) {
+    return std::apply([&](const auto&... v) { return bindFrom(s, first, v...); }, key);
 }
 
 std::string joined(std::initializer_list<std::string_view> items, std::string_view sep,
@@ -286,19 +288,32 @@ struct MemberTable {
     std::string insert;  // members ?1..?k, events ?k+1
     std::string update;  // members ?1..?k, events ?k+1
     std::string remove;  // members ?1..?k
-    std::string add;     // members ?1..?k, delta ?k+1 > 0: an upsert
+    int width = 0;       // k + 1: the parameters of one row
+
+    // An upsert adding positive deltas to n members: n rows of (members,
+    // delta) in one statement, so the statement's overhead (bind, step,
+    // reset, halt) is paid once per n rows instead of per row.
+    std::string add(std::size_t n) const {
+        std::string row = "(?";
+        for (int i = 1; i < width; ++i) row += ", ?";
+        row += ")";
+        std::string sql = insertHead;
+        for (std::size_t i = 0; i < n; ++i) sql += (i == 0 ? "" : ", ") + row;
+        return sql + " ON CONFLICT DO UPDATE SET events = events + excluded.events";
+    }
+    std::string insertHead;  // "INSERT INTO t (members, events) VALUES "
 };
 
 MemberTable memberTable(std::string_view table, std::initializer_list<std::string_view> columns) {
     const int k = static_cast<int>(columns.size());
     const std::string where = " WHERE " + joined(columns, " AND ", " = ?", true);
     MemberTable t;
+    t.width = k + 1;
+    t.insertHead = "INSERT INTO " + std::string(table) + " (" + joined(columns, ", ") + ", events) VALUES ";
     t.select = "SELECT events FROM " + std::string(table) + where;
-    t.insert = "INSERT INTO " + std::string(table) + " (" + joined(columns, ", ") +
-               ", events) VALUES (" + placeholders(1, k + 1) + ")";
+    t.insert = t.insertHead + "(" + placeholders(1, k + 1) + ")";
     t.update = "UPDATE " + std::string(table) + " SET events = ?" + std::to_string(k + 1) + where;
     t.remove = "DELETE FROM " + std::string(table) + where;
-    t.add = t.insert + " ON CONFLICT DO UPDATE SET events = events + excluded.events";
     return t;
 }
 
@@ -495,20 +510,39 @@ Status applyMembers(Connection& db, const MemberTable& table,
     return {};
 }
 
+// Members per multi-row upsert of applyUncountedMembers.
+constexpr std::size_t kAddRows = 32;
+
 // A helper table whose members nobody counts (timestamps, models): a
-// positive delta can neither empty a row nor needs the old count, so it is
-// one upsert; only a negative one reads first. That halves the statements of
-// the two tables holding a row per event.
+// positive delta can neither empty a row nor needs the old count, so the
+// positive ones are upserts, kAddRows members a statement; only a negative
+// one reads first. Two of these tables hold a row per event.
 template <typename Member>
 Status applyUncountedMembers(Connection& db, const MemberTable& table,
                              const std::map<Member, std::int64_t>& deltas) {
+    std::vector<std::pair<const Member*, std::int64_t>> batch;
+    auto addBatch = [&]() -> Status {
+        if (batch.empty()) return {};
+        auto st = runStatement(db, table.add(batch.size()), [&](Statement& s) {
+            int next = 1;
+            for (const auto& [member, delta] : batch) {
+                next = bindTuple(s, *member, next);
+                s.bind(next++, delta);
+            }
+        });
+        batch.clear();
+        return st;
+    };
     for (const auto& [member, delta] : deltas) {
-        auto st = delta > 0 ? runStatement(db, table.add,
-                                           [&](Statement& s) { s.bind(bindTuple(s, member), delta); })
-                            : applyMember(db, table, member, delta, [](const Member&, int) {});
-        if (!st) return st;
+        if (delta > 0) {
+            batch.emplace_back(&member, delta);
+            if (batch.size() == kAddRows)
+                if (auto st = addBatch(); !st) return st;
+        } else if (auto st = applyMember(db, table, member, delta, [](const Member&, int) {}); !st) {
+            return st;
+        }
     }
-    return {};
+    return addBatch();
 }
 
 // A mart row as stored: its sums and up to two distinct counts.
