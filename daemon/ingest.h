@@ -22,9 +22,11 @@
 // writer would make after the commit. The read sees only its plan, the price
 // table and the test hook; what it learns for the engine (bytes read, a file
 // gone, log lines) is applied on the writer thread when the step is taken
-// up. A step is read ahead only within the cycle's maxSteps, and a
-// read-ahead step is dropped when step N fails: memory stays as the last
-// commit left it.
+// up, so a read-ahead step dropped unused changes nothing: when step N
+// fails, and when the next cycle has something to stat. A cycle stopped at
+// maxSteps reads the next cycle's first step ahead from its committed files
+// (it overlaps the daemon's mart refresh between the two); memory stays as
+// the last commit left it.
 //
 // Per file, on a change of (dev, ino, size, mtime):
 //   * size >= offset and both fingerprints match: read on from the offset
