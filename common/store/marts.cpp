@@ -502,9 +502,9 @@ Status applyMember(Connection& db, const MemberTable& table, const Member& membe
     return {};
 }
 
-template <typename Member, typename OnChange>
-Status applyMembers(Connection& db, const MemberTable& table,
-                    const std::map<Member, std::int64_t>& deltas, OnChange&& onChange) {
+template <typename Deltas, typename OnChange>
+Status applyMembers(Connection& db, const MemberTable& table, const Deltas& deltas,
+                    OnChange&& onChange) {
     for (const auto& [member, delta] : deltas)
         if (auto st = applyMember(db, table, member, delta, onChange); !st) return st;
     return {};
@@ -517,9 +517,9 @@ constexpr std::size_t kAddRows = 32;
 // positive delta can neither empty a row nor needs the old count, so the
 // positive ones are upserts, kAddRows members a statement; only a negative
 // one reads first. Two of these tables hold a row per event.
-template <typename Member>
-Status applyUncountedMembers(Connection& db, const MemberTable& table,
-                             const std::map<Member, std::int64_t>& deltas) {
+template <typename Deltas>
+Status applyUncountedMembers(Connection& db, const MemberTable& table, const Deltas& deltas) {
+    using Member = typename Deltas::key_type;
     std::vector<std::pair<const Member*, std::int64_t>> batch;
     auto addBatch = [&]() -> Status {
         if (batch.empty()) return {};
@@ -617,10 +617,35 @@ Result<std::optional<std::string>> firstText(Connection& db, std::string_view te
 using Text = std::string_view;
 using Id = std::int64_t;
 
+// A map of deltas for StepDeltas::add. Consecutive events mostly share a
+// key, or come right after the previous one in key order (a file's events
+// are in time order), so it tries first where the last key went: O(1) for
+// those instead of a walk down the tree (a dozen keys per event).
+template <typename Key, typename Value>
+class Tally {
+public:
+    using key_type = Key;
+    Tally() = default;
+    Tally(const Tally&) = delete;  // last_ points into map_
+    Tally& operator=(const Tally&) = delete;
+
+    Value& operator[](const Key& key) {
+        if (last_ != map_.end() && last_->first == key) return last_->second;
+        last_ = map_.try_emplace(last_ == map_.end() ? map_.end() : std::next(last_), key);
+        return last_->second;
+    }
+    auto begin() const { return map_.begin(); }
+    auto end() const { return map_.end(); }
+
+private:
+    std::map<Key, Value> map_;
+    typename std::map<Key, Value>::iterator last_ = map_.end();
+};
+
 struct DailyDeltas {
     using Key = std::tuple<Text, Id, Text, Text, Text>;  // day, project, provider, model, speed
-    std::map<Key, Totals> rows;
-    std::map<std::tuple<Text, Id, Text, Text, Text, Text>, std::int64_t> sessions;
+    Tally<Key, Totals> rows;
+    Tally<std::tuple<Text, Id, Text, Text, Text, Text>, std::int64_t> sessions;
 
     void add(const Contribution& c, std::int64_t sign) {
         rows[Key{c.day, c.projectId, c.provider, c.model, c.speed}].add(c, sign);
@@ -657,9 +682,9 @@ struct DailyDeltas {
 
 struct SessionDeltas {
     using Key = std::tuple<Text, Text>;  // provider, session_id
-    std::map<Key, Totals> rows;
-    std::map<std::tuple<Text, Text, Text>, std::int64_t> models;
-    std::map<std::tuple<Text, Text, Text, Id>, std::int64_t> timestamps;
+    Tally<Key, Totals> rows;
+    Tally<std::tuple<Text, Text, Text>, std::int64_t> models;
+    Tally<std::tuple<Text, Text, Text, Id>, std::int64_t> timestamps;
 
     void add(const Contribution& c, std::int64_t sign) {
         rows[Key{c.provider, c.sessionId}].add(c, sign);
@@ -711,9 +736,9 @@ struct SessionDeltas {
 
 struct ProjectDeltas {
     using Key = std::tuple<Id>;
-    std::map<Key, Totals> rows;
-    std::map<std::tuple<Id, Text, Text>, std::int64_t> sessions;
-    std::map<std::tuple<Id, Text>, std::int64_t> timestamps;
+    Tally<Key, Totals> rows;
+    Tally<std::tuple<Id, Text, Text>, std::int64_t> sessions;
+    Tally<std::tuple<Id, Text>, std::int64_t> timestamps;
 
     void add(const Contribution& c, std::int64_t sign) {
         rows[Key{c.projectId}].add(c, sign);
@@ -767,9 +792,9 @@ struct ProjectDeltas {
 
 struct ProviderDayDeltas {
     using Key = std::tuple<Text, Text>;  // day, provider
-    std::map<Key, Totals> rows;
-    std::map<std::tuple<Text, Text, Text>, std::int64_t> sessions;
-    std::map<std::tuple<Text, Text, Id>, std::int64_t> projects;
+    Tally<Key, Totals> rows;
+    Tally<std::tuple<Text, Text, Text>, std::int64_t> sessions;
+    Tally<std::tuple<Text, Text, Id>, std::int64_t> projects;
 
     void add(const Contribution& c, std::int64_t sign) {
         rows[Key{c.day, c.provider}].add(c, sign);
@@ -809,8 +834,8 @@ struct ProviderDayDeltas {
 
 struct ModelDayDeltas {
     using Key = std::tuple<Text, Text, Text>;  // day, model, speed
-    std::map<Key, Totals> rows;
-    std::map<std::tuple<Text, Text, Text, Text, Text>, std::int64_t> sessions;
+    Tally<Key, Totals> rows;
+    Tally<std::tuple<Text, Text, Text, Text, Text>, std::int64_t> sessions;
 
     void add(const Contribution& c, std::int64_t sign) {
         rows[Key{c.day, c.model, c.speed}].add(c, sign);
