@@ -662,7 +662,7 @@ std::int64_t IngestEngine::markAllForReread() {
 
 std::int64_t IngestEngine::pendingBytes() const {
     std::int64_t bytes = 0;
-    for (const auto& s : sourcesState()) bytes += s.bytesPending;
+    for (const ProviderTotals& t : fileTotals_) bytes += t.bytesPending;
     return bytes;
 }
 
@@ -1079,23 +1079,22 @@ Result<StepReport> IngestEngine::writeStep(
             f.failedSize = f.seenSize;
             f.failedMtimeNs = f.seenMtimeNs;
             f.dirty = false;
-            countFile(f, +1);
-            continue;
+        } else {
+            f.checkpointed = true;
+            f.dev = f.seenDev;
+            f.ino = f.seenIno;
+            f.size = f.seenSize;
+            f.mtimeNs = f.seenMtimeNs;
+            f.offset = p.offset;
+            f.headHash = p.headHash;
+            f.headLen = p.headLen;
+            f.tailHash = p.tailHash;
+            f.tailLen = p.tailLen;
+            f.parserState = std::move(p.parserState);
+            f.linesSkipped = p.linesSkipped;
+            f.readFromStart = false;
+            f.dirty = p.stillDirty;
         }
-        f.checkpointed = true;
-        f.dev = f.seenDev;
-        f.ino = f.seenIno;
-        f.size = f.seenSize;
-        f.mtimeNs = f.seenMtimeNs;
-        f.offset = p.offset;
-        f.headHash = p.headHash;
-        f.headLen = p.headLen;
-        f.tailHash = p.tailHash;
-        f.tailLen = p.tailLen;
-        f.parserState = std::move(p.parserState);
-        f.linesSkipped = p.linesSkipped;
-        f.readFromStart = false;
-        f.dirty = p.stillDirty;
         countFile(f, +1);
     }
     return report;
