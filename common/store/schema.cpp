@@ -25,17 +25,14 @@
 // a crash leaves the store at the old version or the new one, never between.
 #include "store/schema.h"
 
+#include <algorithm>
 #include <array>
+#include <functional>
 #include <string>
 #include <vector>
 
 namespace etld::store {
 namespace {
-
-struct Migration {
-    std::int64_t version;
-    const char* sql;
-};
 
 constexpr const char* kMigration1 = R"sql(
 CREATE TABLE projects (
@@ -514,13 +511,67 @@ CREATE INDEX idx_events_sidechain_message ON usage_events(message_id, session_id
   WHERE is_sidechain = 1 AND message_id IS NOT NULL;
 )sql";
 
-const std::vector<std::string>& migrations() {
-    static const std::vector<std::string> all = {
-        std::string(kMigration1) + martCountTriggers(),
-        kMigration2,
-        kMigration3,
-        kMigration4,
-        kMigration5,
+// Migration 6: the uniqueness of usage_events.event_key moves from the
+// column (an automatic index, which SQLite cannot drop) to the named index
+// idx_events_key, so that a first ingest can build it at its end like the
+// read indexes (daemon/event_keys.h). SQLite cannot alter a column
+// constraint, so the table is rebuilt: the same columns in the same order,
+// every row with its id, the AUTOINCREMENT sequence (ids are never reused,
+// even those of deleted rows), and the indexes and triggers the store has
+// on it, from their own text.
+Status moveEventKeyUniquenessToIndex(Connection& db) {
+    constexpr std::string_view kInlineKey = "event_key              TEXT NOT NULL UNIQUE";
+    constexpr std::string_view kPlainKey = "event_key              TEXT NOT NULL";
+    std::string table;
+    std::vector<std::string> dependents;  // indexes, then triggers
+    {
+        auto stmt = db.prepare(
+            "SELECT type, sql FROM sqlite_master WHERE tbl_name = 'usage_events' AND sql IS NOT NULL "
+            "ORDER BY type = 'trigger', name");
+        if (!stmt) return stmt.error();
+        for (;;) {
+            auto row = stmt->step();
+            if (!row) return row.error();
+            if (!*row) break;
+            if (stmt->columnText(0) == "table") table = stmt->columnText(1);
+            else dependents.push_back(stmt->columnText(1));
+        }
+    }
+    const auto at = table.find(kInlineKey);
+    if (at == std::string::npos || table.find(kInlineKey, at + 1) != std::string::npos)
+        return Error{"migration_failed", "usage_events.event_key is not declared as migration 1 did"};
+    table.replace(at, kInlineKey.size(), kPlainKey);
+    const std::string_view kCreate = "CREATE TABLE usage_events (";
+    if (table.rfind(kCreate, 0) != 0)
+        return Error{"migration_failed", "usage_events is not declared as migration 1 did"};
+    table.replace(0, kCreate.size(), "CREATE TABLE usage_events_v6 (");
+    for (const std::string& sql :
+         {table, std::string("INSERT INTO usage_events_v6 SELECT * FROM usage_events"),
+          std::string("DELETE FROM sqlite_sequence WHERE name = 'usage_events_v6'"),
+          std::string("INSERT INTO sqlite_sequence (name, seq) "
+                      "SELECT 'usage_events_v6', seq FROM sqlite_sequence WHERE name = 'usage_events'"),
+          std::string("DROP TABLE usage_events"),
+          std::string("ALTER TABLE usage_events_v6 RENAME TO usage_events")})
+        if (auto st = db.exec(sql); !st) return st;
+    for (const std::string& sql : dependents)
+        if (auto st = db.exec(sql); !st) return st;
+    return ensureEventKeyIndex(db);
+}
+
+using Migration = std::function<Status(Connection&)>;
+
+Migration sql(std::string text) {
+    return [text = std::move(text)](Connection& db) { return db.exec(text); };
+}
+
+const std::vector<Migration>& migrations() {
+    static const std::vector<Migration> all = {
+        sql(std::string(kMigration1) + martCountTriggers()),
+        sql(kMigration2),
+        sql(kMigration3),
+        sql(kMigration4),
+        sql(kMigration5),
+        moveEventKeyUniquenessToIndex,
     };
     return all;
 }
@@ -555,11 +606,18 @@ Status ensureReadIndexes(Connection& db) {
     return {};
 }
 
+Status dropEventKeyIndex(Connection& db) { return db.exec("DROP INDEX IF EXISTS idx_events_key"); }
+
+Status ensureEventKeyIndex(Connection& db) {
+    return db.exec("CREATE UNIQUE INDEX IF NOT EXISTS idx_events_key ON usage_events(event_key)");
+}
+
 std::int64_t latestSchemaVersion() { return static_cast<std::int64_t>(migrations().size()); }
 
 Result<std::int64_t> schemaVersion(Connection& db) { return db.queryInt("PRAGMA user_version"); }
 
-Status migrate(Connection& db, const std::function<void(std::int64_t)>& beforeEach) {
+Status migrate(Connection& db, const std::function<void(std::int64_t)>& beforeEach,
+               std::int64_t upTo) {
     auto current = schemaVersion(db);
     if (!current) return current.error();
     if (*current > latestSchemaVersion()) {
@@ -568,11 +626,11 @@ Status migrate(Connection& db, const std::function<void(std::int64_t)>& beforeEa
                          " is newer than this etld knows (" +
                          std::to_string(latestSchemaVersion()) + "); upgrade etld"};
     }
-    for (std::int64_t v = *current + 1; v <= latestSchemaVersion(); ++v) {
+    for (std::int64_t v = *current + 1; v <= std::min(upTo, latestSchemaVersion()); ++v) {
         if (beforeEach) beforeEach(v);
         auto tx = Transaction::begin(db);
         if (!tx) return tx.error();
-        if (auto st = db.exec(migrations()[static_cast<size_t>(v - 1)]); !st) return st;
+        if (auto st = migrations()[static_cast<size_t>(v - 1)](db); !st) return st;
         // PRAGMA takes no bound parameters; v is our own integer, not data.
         if (auto st = db.exec("PRAGMA user_version = " + std::to_string(v)); !st) return st;
         if (auto st = tx->commit(); !st) return st;

@@ -18,7 +18,10 @@ Result<std::int64_t> schemaVersion(Connection& db);
 // BEGIN IMMEDIATE transaction. Only the daemon calls this, at start-up.
 // `beforeEach(version)` runs before each migration (systemd start-up
 // extension); it may be empty.
-Status migrate(Connection& db, const std::function<void(std::int64_t)>& beforeEach = {});
+// `upTo` stops at an older version (tests of a migration on the store it
+// upgrades).
+Status migrate(Connection& db, const std::function<void(std::int64_t)>& beforeEach = {},
+               std::int64_t upTo = latestSchemaVersion());
 
 // The five indexes store.md lists on usage_events, which only readers use.
 // A first ingest into an empty store drops them and builds them again once
@@ -27,5 +30,12 @@ Status migrate(Connection& db, const std::function<void(std::int64_t)>& beforeEa
 // them, so a daemon stopped mid-way leaves no store without them.
 Status dropReadIndexes(Connection& db);
 Status ensureReadIndexes(Connection& db);
+
+// idx_events_key, UNIQUE(event_key) since migration 6: the identity of
+// sources.md, which ingest looks events up by. A first ingest drops it too
+// and finds its events' keys in memory meanwhile (daemon/event_keys.h); the
+// same open ensures it.
+Status dropEventKeyIndex(Connection& db);
+Status ensureEventKeyIndex(Connection& db);
 
 }  // namespace etld::store

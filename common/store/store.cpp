@@ -54,6 +54,11 @@ Status checkReadable(Connection& db) {
 
 std::optional<UnixMicros> optMicros(const Statement& s, int col) { return s.columnOptInt(col); }
 
+Status useMemoryBudget(Connection& db, int cacheKiB, std::string_view tempStore) {
+    if (auto st = db.exec("PRAGMA cache_size = -" + std::to_string(cacheKiB)); !st) return st;
+    return db.exec("PRAGMA temp_store = " + std::string(tempStore));
+}
+
 }  // namespace
 
 Result<Connection> openWriter(const std::string& path, const WriterOptions& options) {
@@ -71,14 +76,13 @@ Result<Connection> openWriter(const std::string& path, const WriterOptions& opti
     // recursive_triggers: a row that INSERT OR REPLACE (or an upsert's REPLACE)
     // deletes fires its DELETE triggers only with it on; without it the
     // counters of invariant 7 and the retractions would miss that delete.
-    // temp_store and cache_size: statement journals stay in memory and a first
-    // ingest's index pages stay cached (about 10% less CPU on a 1 GB ingest,
-    // for ~16 MiB of RSS; bench/run.py).
     for (const char* pragma : {"PRAGMA journal_mode = WAL", "PRAGMA synchronous = NORMAL",
-                               "PRAGMA foreign_keys = ON", "PRAGMA recursive_triggers = ON",
-                               "PRAGMA temp_store = MEMORY", "PRAGMA cache_size = -16384"}) {
+                               "PRAGMA foreign_keys = ON", "PRAGMA recursive_triggers = ON"}) {
         if (auto st = db->exec(pragma); !st) return st.error();
     }
+    // Migrations rebuild tables and indexes: they sort within the budget of
+    // an index build, which buildIndexes below ends.
+    if (auto st = useMemoryBudget(*db, kIndexBuildCacheKiB, "FILE"); !st) return st.error();
     if (auto st = db->exec("PRAGMA journal_size_limit = " + std::to_string(kWalLimitBytes)); !st)
         return st.error();
     auto pageBytes = db->queryInt("PRAGMA page_size");
@@ -89,11 +93,24 @@ Result<Connection> openWriter(const std::string& path, const WriterOptions& opti
         return st.error();
     if (auto st = migrate(*db, options.beforeMigration); !st) return st.error();
     // A first ingest stopped before its end left them dropped (schema.h).
-    auto tx = Transaction::begin(*db);
-    if (!tx) return tx.error();
-    if (auto st = ensureReadIndexes(*db); !st) return st.error();
-    if (auto st = tx->commit(); !st) return st.error();
+    if (auto st = buildIndexes(*db, {.read = true, .key = true}); !st) return st.error();
     return db;
+}
+
+Status buildIndexes(Connection& db, DeferredIndexes which) {
+    auto build = [&]() -> Status {
+        if (auto st = useMemoryBudget(db, kIndexBuildCacheKiB, "FILE"); !st) return st;
+        auto tx = Transaction::begin(db);
+        if (!tx) return tx.error();
+        if (which.read)
+            if (auto st = ensureReadIndexes(db); !st) return st;
+        if (which.key)
+            if (auto st = ensureEventKeyIndex(db); !st) return st;
+        return tx->commit();
+    };
+    const Status built = build();
+    if (auto st = useMemoryBudget(db, kWriterCacheKiB, "MEMORY"); !st && built) return st;
+    return built;
 }
 
 Result<Connection> openReader(const std::string& path) {

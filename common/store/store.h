@@ -37,6 +37,25 @@ struct WriterOptions {
 // read-only users can open it after the daemon stops), migrations applied.
 Result<Connection> openWriter(const std::string& path, const WriterOptions& options = {});
 
+// The writer's page cache. With temporary data kept in memory too, statement
+// journals never touch the disk, and a first ingest's index pages stay
+// cached (about 10% less CPU on a 1 GB ingest, for ~16 MiB of RSS).
+constexpr int kWriterCacheKiB = 16 * 1024;
+// The page cache while building indexes a first ingest deferred: a sort
+// holds up to a cache's worth of rows in memory, and the key index's 100-byte
+// keys, sorted in the writer's cache with temporary data in memory, took the
+// peak RSS of a 1 GB ingest from 50 to 69 MB. With this cache, runs spill to
+// temporary files instead.
+constexpr int kIndexBuildCacheKiB = 4 * 1024;
+
+// Ensures, in one transaction, indexes a first ingest defers (schema.h);
+// then restores the writer's cache and temporary store, also on failure.
+struct DeferredIndexes {
+    bool read = false;  // store.md's five
+    bool key = false;   // idx_events_key
+};
+Status buildIndexes(Connection& db, DeferredIndexes which);
+
 // Opens the store read-only with query_only. Works after the daemon stopped,
 // also for a user who cannot write the store's directory; falls back to an
 // immutable open only when no daemon holds the lock and the WAL is absent or

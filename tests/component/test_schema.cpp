@@ -247,6 +247,90 @@ TEST_CASE("the five idx_events_* indexes exist with store.md's columns") {
     }
 }
 
+TEST_CASE("event_key is unique through idx_events_key, which a writer open restores") {
+    TempDir dir;
+    {
+        Connection db = freshStore(dir);
+        CHECK(*db.queryInt("SELECT \"unique\" FROM pragma_index_list('usage_events') "
+                           "WHERE name = 'idx_events_key'") == 1);
+        CHECK(indexColumns(db, "idx_events_key") == std::vector<std::string>{"event_key"});
+        NewEvent e;
+        e.eventKey = "k1";
+        REQUIRE(insertEvent(db, e));
+        auto again = insertEvent(db, e);
+        REQUIRE_FALSE(again);
+        CHECK(again.error().message.find("UNIQUE") != std::string::npos);
+        REQUIRE(dropEventKeyIndex(db));  // as a first ingest stopped mid-way leaves it
+    }
+    Connection db = freshStore(dir);
+    CHECK(*db.queryInt("SELECT COUNT(*) FROM pragma_index_list('usage_events') "
+                       "WHERE name = 'idx_events_key' AND \"unique\" = 1") == 1);
+}
+
+TEST_CASE("migration 6 keeps usage_events' rows, ids, sequence, indexes and triggers") {
+    TempDir dir;
+    const std::string path = dir.file("etl.db");
+    auto rows = [](Connection& db) {
+        std::vector<std::string> out;
+        auto stmt = db.prepare("SELECT * FROM usage_events ORDER BY id");
+        REQUIRE(stmt);
+        while (*stmt->step()) {
+            std::string row;
+            for (int i = 0; i < sqlite3_column_count(stmt->handle()); ++i)
+                row += stmt->columnOptText(i).value_or("NULL") + "|";
+            out.push_back(row);
+        }
+        return out;
+    };
+    auto dependents = [](Connection& db) {
+        std::set<std::string> out;
+        auto stmt = db.prepare("SELECT type || ' ' || name || ': ' || COALESCE(sql, '') FROM sqlite_master "
+                               "WHERE tbl_name = 'usage_events' AND type <> 'table'");
+        REQUIRE(stmt);
+        while (*stmt->step()) out.insert(stmt->columnText(0));
+        return out;
+    };
+    std::vector<std::string> before;
+    std::set<std::string> dependentsBefore;
+    std::int64_t sequence = 0;
+    {
+        auto db = Connection::open(path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE);
+        REQUIRE(db);
+        REQUIRE(migrate(*db, {}, 5));
+        for (const char* key : {"k1", "k2", "k3"}) {
+            NewEvent e;
+            e.eventKey = key;
+            e.outputTokens = 7;
+            REQUIRE(insertEvent(*db, e));
+        }
+        // The highest id goes: the sequence stays above every remaining id.
+        REQUIRE(db->exec("DELETE FROM usage_events WHERE event_key = 'k3'"));
+        before = rows(*db);
+        dependentsBefore = dependents(*db);
+        sequence = *db->queryInt("SELECT seq FROM sqlite_sequence WHERE name = 'usage_events'");
+        REQUIRE(sequence == 3);
+        REQUIRE(dependentsBefore.count("index sqlite_autoindex_usage_events_1: ") == 1);
+    }
+    Connection db = freshStore(dir);
+    CHECK(*schemaVersion(db) == latestSchemaVersion());
+    CHECK(rows(db) == before);
+    CHECK(*db.queryInt("SELECT seq FROM sqlite_sequence WHERE name = 'usage_events'") == sequence);
+    std::set<std::string> expected = dependentsBefore;
+    expected.erase("index sqlite_autoindex_usage_events_1: ");
+    expected.insert("index idx_events_key: CREATE UNIQUE INDEX idx_events_key ON usage_events(event_key)");
+    CHECK(dependents(db) == expected);
+    CHECK(columnsOf(db, "usage_events").at("event_key").notNull);
+    CHECK(*db.queryInt("SELECT COUNT(*) FROM pragma_foreign_key_check") == 0);
+    NewEvent e;
+    e.eventKey = "k1";
+    CHECK_FALSE(insertEvent(db, e));
+    e.eventKey = "k4";
+    CHECK(*insertEvent(db, e) == sequence + 1);  // no id reused
+    // The triggers still run: a delete records its retraction.
+    REQUIRE(db.exec("DELETE FROM usage_events WHERE event_key = 'k1'"));
+    CHECK(*db.queryInt("SELECT COUNT(*) FROM event_retractions WHERE output_tokens = 7") == 2);
+}
+
 TEST_CASE("daily_mart has store.md's key and columns") {
     TempDir dir;
     Connection db = freshStore(dir);
