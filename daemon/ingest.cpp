@@ -12,6 +12,7 @@
 #include <cstring>
 #include <future>
 
+#include "event_keys.h"
 #include "log.h"
 #include "sources/gemini.h"
 #include "sources/identity.h"
@@ -83,21 +84,44 @@ bool sameBookkeeping(const UsageRecord& a, const UsageRecord& b) {
            a.messageId == b.messageId && a.requestId == b.requestId;
 }
 
-constexpr const char* kSelectByKey =
+constexpr std::string_view kSelectStoredEvent =
     "SELECT id, project_id, session_id, ts, model, speed, input_tokens, output_tokens, "
     "cache_read_tokens, cache_create_tokens, reasoning_tokens, cost_usd, cost_source, "
     "COALESCE(raw_extras, ''), cache_create_1h_tokens, source_path, source_offset, is_sidechain, "
-    "has_speed, COALESCE(message_id, ''), COALESCE(request_id, ''), role "
-    "FROM usage_events WHERE event_key = ?1";
+    "has_speed, COALESCE(message_id, ''), COALESCE(request_id, ''), role FROM usage_events ";
+const std::string kSelectByKey = std::string(kSelectStoredEvent) + "WHERE event_key = ?1";
+// A candidate of the in-memory key index: the row only if it holds the key.
+const std::string kSelectByIdAndKey = std::string(kSelectStoredEvent) + "WHERE id = ?2 AND event_key = ?1";
 
-Result<std::optional<StoredEvent>> findByKey(store::Connection& db, Provider provider,
-                                             const std::string& key) {
-    auto stmt = db.cached(kSelectByKey);
+// Steps `s` (key bound as ?1, and a candidate id as ?2 when `keys` is set)
+// to the row of the key; false when there is none. `s` is left to reset.
+Result<bool> stepToKey(store::Statement& s, const EventKeyIndex* keys, std::string_view key) {
+    if (!keys) {
+        s.bindView(1, key);
+        return s.step();
+    }
+    Status failed;
+    const bool found = keys->findIf(key, [&](std::int64_t id) {
+        s.reset();  // also clears the bindings
+        s.bindView(1, key).bind(2, id);
+        auto row = s.step();
+        if (!row) failed = row.error();
+        return !row || *row;
+    });
+    if (!failed) return failed.error();
+    return found;
+}
+
+Result<std::optional<StoredEvent>> findByKey(store::Connection& db, const EventKeyIndex* keys,
+                                             Provider provider, const std::string& key) {
+    auto stmt = db.cached(keys ? kSelectByIdAndKey : kSelectByKey);
     if (!stmt) return stmt.error();
     store::Statement& s = **stmt;
-    s.bindView(1, key);  // reset below, on both paths
-    auto row = s.step();
-    if (!row) return row.error();
+    auto row = stepToKey(s, keys, key);  // s is reset below, on every path
+    if (!row) {
+        s.reset();
+        return row.error();
+    }
     if (!*row) {
         s.reset();
         return std::optional<StoredEvent>();
@@ -132,8 +156,8 @@ Result<std::optional<StoredEvent>> findByKey(store::Connection& db, Provider pro
     return std::optional<StoredEvent>(std::move(e));
 }
 
-Status insertRecord(store::Connection& db, const UsageRecord& r, const std::string& key,
-                    std::int64_t projectId) {
+Status insertRecord(store::Connection& db, EventKeyIndex* keys, const UsageRecord& r,
+                    const std::string& key, std::int64_t projectId) {
     auto stmt = db.cached(
         "INSERT INTO usage_events (provider, project_id, session_id, ts, day, model, speed, "
         "input_tokens, output_tokens, cache_read_tokens, cache_create_tokens, reasoning_tokens, "
@@ -159,7 +183,9 @@ Status insertRecord(store::Connection& db, const UsageRecord& r, const std::stri
     else s.bindView(23, r.messageId);
     if (r.requestId.empty()) s.bindNull(24);
     else s.bindView(24, r.requestId);
-    return s.run();
+    if (auto st = s.run(); !st) return st;
+    if (keys) keys->add(key, db.lastInsertRowid());
+    return {};
 }
 
 Status deleteEvent(store::Connection& db, std::int64_t id) {
@@ -184,7 +210,8 @@ Status updateBookkeeping(store::Connection& db, std::int64_t id, const UsageReco
 // Claude rule 3: is there a non-sidechain record this sidechain record
 // belongs to — one with its rule-2 key, or one of its session with its
 // message.id (in whichever event that record ended up)?
-Result<bool> sidechainHasOwner(store::Connection& db, const UsageRecord& r) {
+Result<bool> sidechainHasOwner(store::Connection& db, const EventKeyIndex* keys,
+                               const UsageRecord& r) {
     auto bySession = db.cached(
         "SELECT 1 FROM claude_message_sessions WHERE message_id = ?1 AND session_id = ?2");
     if (!bySession) return bySession.error();
@@ -193,13 +220,14 @@ Result<bool> sidechainHasOwner(store::Connection& db, const UsageRecord& r) {
     if (!row) return row.error();
     (*bySession)->reset();
     if (*row || r.requestId.empty()) return *row;
-    auto byKey = db.cached("SELECT 1 FROM usage_events WHERE event_key = ?1 AND is_sidechain = 0");
+    auto byKey = db.cached(keys ? "SELECT 1 FROM usage_events WHERE id = ?2 AND event_key = ?1 "
+                                  "AND is_sidechain = 0"
+                                : "SELECT 1 FROM usage_events WHERE event_key = ?1 AND is_sidechain = 0");
     if (!byKey) return byKey.error();
-    (*byKey)->bind(1, sources::claudeMessageKey(r.messageId, r.requestId));
-    auto keyRow = (*byKey)->step();
-    if (!keyRow) return keyRow.error();
+    const std::string key = sources::claudeMessageKey(r.messageId, r.requestId);
+    auto keyRow = stepToKey(**byKey, keys, key);
     (*byKey)->reset();
-    return *keyRow;
+    return keyRow;
 }
 
 Status rememberMessageSession(store::Connection& db, const UsageRecord& r) {
@@ -242,18 +270,18 @@ struct ApplyOutcome {
 // A record's own event against the store, by the identity and winner rules:
 // inserted when its key is new, written again when it wins over the stored
 // record and a stored field changes.
-Status applyEvent(store::Connection& db, const UsageRecord& r, std::int64_t projectId,
-                  ApplyOutcome& out) {
+Status applyEvent(store::Connection& db, EventKeyIndex* keys, const UsageRecord& r,
+                  std::int64_t projectId, ApplyOutcome& out) {
     const std::string& key = r.eventKey;
     if (r.provider == Provider::Claude && !r.messageId.empty() && r.isSidechain) {
-        auto owned = sidechainHasOwner(db, r);
+        auto owned = sidechainHasOwner(db, keys, r);
         if (!owned) return owned.error();
         if (*owned) return {};  // it can never win there: adds nothing
     }
-    auto stored = findByKey(db, r.provider, key);
+    auto stored = findByKey(db, keys, r.provider, key);
     if (!stored) return stored.error();
     if (!*stored) {
-        if (auto st = insertRecord(db, r, key, projectId); !st) return st;
+        if (auto st = insertRecord(db, keys, r, key, projectId); !st) return st;
         out.changed = 1;
         return {};
     }
@@ -265,7 +293,7 @@ Status applyEvent(store::Connection& db, const UsageRecord& r, std::int64_t proj
     if (!wins) return {};
     if (!sameStoredFields(r, projectId, e.record, e.projectId)) {
         if (auto st = deleteEvent(db, e.id); !st) return st;
-        if (auto st = insertRecord(db, r, key, projectId); !st) return st;
+        if (auto st = insertRecord(db, keys, r, key, projectId); !st) return st;
         out.changed = 1;
     } else if (!sameBookkeeping(r, e.record)) {
         if (auto st = updateBookkeeping(db, e.id, r); !st) return st;
@@ -279,11 +307,11 @@ Status applyEvent(store::Connection& db, const UsageRecord& r, std::int64_t proj
 // event is not written only to be revised a few records later; what it
 // implies beyond its own event (the sessions its message appears in, the
 // sidechain events it absorbs) is applied all the same.
-Result<ApplyOutcome> applyRecord(store::Connection& db, const UsageRecord& r, std::int64_t projectId,
-                                 bool superseded) {
+Result<ApplyOutcome> applyRecord(store::Connection& db, EventKeyIndex* keys, const UsageRecord& r,
+                                 std::int64_t projectId, bool superseded) {
     ApplyOutcome out;
     if (!superseded)
-        if (auto st = applyEvent(db, r, projectId, out); !st) return st.error();
+        if (auto st = applyEvent(db, keys, r, projectId, out); !st) return st.error();
     if (r.provider == Provider::Claude && !r.messageId.empty() && !r.isSidechain) {
         if (auto st = rememberMessageSession(db, r); !st) return st.error();
         auto merged = mergeSidechains(db, r, r.eventKey);
@@ -545,7 +573,7 @@ Result<CycleReport> IngestEngine::runCycle(
 
     CycleReport report;
     report.bytesToRead = request.rereadAll ? markAllForReread() : pendingBytes();
-    if (auto st = deferReadIndexesOnFirstIngest(db, report.bytesToRead); !st) return st.error();
+    if (auto st = deferIndexesOnFirstIngest(db, report.bytesToRead); !st) return st.error();
     // Step N+1 is read on a helper thread while step N is written (reading
     // and parsing were a quarter of a first ingest). Its plan is made from
     // step N's reads, as step N's commit will leave the files; it is taken up
@@ -570,7 +598,7 @@ Result<CycleReport> IngestEngine::runCycle(
         // checkpointed, an event for bytes already read): no transaction, so
         // an idle cycle writes nothing and does not count as progress.
         report.bytesReadBySteps = bytesReadBySteps_;
-        if (auto st = buildDeferredReadIndexes(db); !st) return st.error();
+        if (auto st = buildDeferredIndexes(db); !st) return st.error();
         return report;
     }
     ReadStep step = carried ? std::move(*carried) : readStep(std::move(firstPlan), prices_, beforeRead_);
@@ -585,6 +613,8 @@ Result<CycleReport> IngestEngine::runCycle(
         }
         auto written = writeStep(db, step, inStep);
         if (!written) return written.error();
+        if (deferredKeys_ && deferredKeys_->size() > maxDeferredKeys_)
+            if (auto st = buildDeferredKeyIndex(db); !st) return st.error();
         ++report.steps;
         report.eventsChanged += written->eventsChanged;
         if (afterStep) afterStep(*written);
@@ -600,41 +630,61 @@ Result<CycleReport> IngestEngine::runCycle(
         step = next.get();
     }
     report.bytesReadBySteps = bytesReadBySteps_;
-    if (auto st = buildDeferredReadIndexes(db); !st) return st.error();
+    if (auto st = buildDeferredIndexes(db); !st) return st.error();
     return report;
 }
 
-Status IngestEngine::deferReadIndexesOnFirstIngest(store::Connection& db, std::int64_t bytesToRead) {
-    if (readIndexesDeferred_ || bytesToRead < static_cast<std::int64_t>(deferReadIndexesBytes_))
-        return {};
+Status IngestEngine::deferIndexesOnFirstIngest(store::Connection& db, std::int64_t bytesToRead) {
+    if (readIndexesDeferred_ || bytesToRead < static_cast<std::int64_t>(deferIndexesBytes_)) return {};
     auto empty = db.queryInt("SELECT NOT EXISTS (SELECT 1 FROM usage_events)");
     if (!empty) return empty.error();
     if (*empty == 0) return {};
     auto tx = store::Transaction::begin(db);
     if (!tx) return tx.error();
     if (auto st = store::dropReadIndexes(db); !st) return st;
+    if (auto st = store::dropEventKeyIndex(db); !st) return st;
     if (auto st = tx->commit(); !st) return st;
     readIndexesDeferred_ = true;
+    deferredKeys_ = std::make_unique<EventKeyIndex>();
     log::info("first ingest of " + std::to_string(bytesToRead / (1024 * 1024)) +
-              " MiB into an empty store: usage_events' read indexes are built when it is done");
+              " MiB into an empty store: usage_events' indexes are built when it is done");
     return {};
 }
 
+namespace {
+
+std::string millisSince(std::chrono::steady_clock::time_point start) {
+    return std::to_string(
+        std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - start)
+            .count());
+}
+
+}  // namespace
+
 // Once nothing is left to read: a cycle stopped at maxSteps keeps them deferred.
-Status IngestEngine::buildDeferredReadIndexes(store::Connection& db) {
+Status IngestEngine::buildDeferredIndexes(store::Connection& db) {
     if (!readIndexesDeferred_ || hasPendingWork()) return {};
     const auto start = std::chrono::steady_clock::now();
-    auto tx = store::Transaction::begin(db);
-    if (!tx) return tx.error();
-    if (auto st = store::ensureReadIndexes(db); !st) return st;
-    if (auto st = tx->commit(); !st) return st;
+    if (auto st = store::buildIndexes(db, {.read = true, .key = deferredKeys_ != nullptr}); !st) return st;
     readIndexesDeferred_ = false;
-    log::info("usage_events' read indexes built in " +
-              std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(
-                                 std::chrono::steady_clock::now() - start)
-                                 .count()) +
-              " ms");
+    deferredKeys_.reset();
+    log::info("usage_events' indexes built in " + millisSince(start) + " ms");
     return {};
+}
+
+Status IngestEngine::buildDeferredKeyIndex(store::Connection& db) {
+    if (!deferredKeys_) return {};
+    const auto start = std::chrono::steady_clock::now();
+    if (auto st = store::buildIndexes(db, {.key = true}); !st) return st;
+    log::info("usage_events' key index built in " + millisSince(start) + " ms, after " +
+              std::to_string(deferredKeys_->size()) + " keys held in memory");
+    deferredKeys_.reset();
+    return {};
+}
+
+std::optional<std::size_t> IngestEngine::deferredKeysForTest() const {
+    if (!deferredKeys_) return std::nullopt;
+    return deferredKeys_->size();
 }
 
 bool IngestEngine::hasPendingWork() const {
@@ -668,6 +718,7 @@ std::int64_t IngestEngine::pendingBytes() const {
 
 Result<RepriceReport> IngestEngine::repriceStep(store::Connection& db, std::int64_t afterId,
                                                 std::int64_t endId, std::int64_t batch) {
+    if (auto st = buildDeferredKeyIndex(db); !st) return st.error();
     RepriceReport report;
     report.lastId = afterId;
     auto tx = store::Transaction::begin(db);
@@ -1009,7 +1060,7 @@ Result<StepReport> IngestEngine::writeStep(
                 stepProjects[std::move(projectKey)] =
                     ProjectEntry{projectId, !r.cwd.empty() || (known && known->hasPath)};
             }
-            auto applied = applyRecord(db, r, projectId, best.at(r.eventKey) != &r);
+            auto applied = applyRecord(db, deferredKeys_.get(), r, projectId, best.at(r.eventKey) != &r);
             if (!applied) return applied.error();
             report.eventsChanged += applied->changed;
             report.eventsMerged += applied->merged;

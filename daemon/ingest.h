@@ -77,16 +77,24 @@
 
 namespace etld::daemon {
 
+class EventKeyIndex;
+
 // Bytes of source files read and written per transaction: bounds memory and
 // the time one step holds the writer, so status and sync stay prompt during
 // a first ingest of years of logs.
 constexpr std::uint64_t kStepBytes = 4ull * 1024 * 1024;
 // A first ingest into an empty store of at least this many bytes defers
-// usage_events' five read indexes (store/schema.h) until its catch-up is
-// done: building each in one sort took a fifth off a 1 GB first ingest.
-// Readers' ad-hoc queries scan meanwhile; the daemon's own reads use other
-// indexes.
-constexpr std::uint64_t kDeferReadIndexesBytes = 64ull * 1024 * 1024;
+// usage_events' five read indexes and its key index (store/schema.h) until
+// its catch-up is done: building each in one sort took a fifth off a 1 GB
+// first ingest, the key index another ... Readers' ad-hoc queries scan
+// meanwhile; the daemon's own reads use other indexes, and it looks keys up
+// in memory (event_keys.h).
+constexpr std::uint64_t kDeferIndexesBytes = 64ull * 1024 * 1024;
+// Keys held in memory at most meanwhile (16 bytes each): past them the key
+// index is built at once, and keys are looked up there again. 512Ki keys are
+// ~3 GB of logs at the density of bench/gen_corpus.py; the table then takes
+// 16 MiB.
+constexpr std::size_t kMaxDeferredKeys = 512 * 1024;
 // Fingerprint windows: enough to tell transcripts apart that share their
 // first line, small enough to read for every changed file.
 constexpr std::uint64_t kFingerprintBytes = 4096;
@@ -170,7 +178,10 @@ public:
     void setBeforeReadForTest(std::function<void(const std::string& path)> hook) {
         beforeRead_ = std::move(hook);
     }
-    void setDeferReadIndexesBytesForTest(std::uint64_t bytes) { deferReadIndexesBytes_ = bytes; }
+    void setDeferIndexesBytesForTest(std::uint64_t bytes) { deferIndexesBytes_ = bytes; }
+    void setMaxDeferredKeysForTest(std::size_t keys) { maxDeferredKeys_ = keys; }
+    // Whether keys are looked up in memory now, and how many it holds.
+    std::optional<std::size_t> deferredKeysForTest() const;
 
 private:
     struct FileEntry {
@@ -214,8 +225,12 @@ private:
     void takeReads(ReadStep& step);
     Result<StepReport> writeStep(store::Connection& db, ReadStep& step,
                                  const std::function<Status(store::Connection&, const StepReport&)>& inStep);
-    Status deferReadIndexesOnFirstIngest(store::Connection& db, std::int64_t bytesToRead);
-    Status buildDeferredReadIndexes(store::Connection& db);
+    Status deferIndexesOnFirstIngest(store::Connection& db, std::int64_t bytesToRead);
+    // Once nothing is left to read: the read indexes and the key index.
+    Status buildDeferredIndexes(store::Connection& db);
+    // Past maxDeferredKeys_ (memory), and before a re-pricing (which copies
+    // events under new ids behind the in-memory index's back).
+    Status buildDeferredKeyIndex(store::Connection& db);
 
     std::vector<ProviderRoots> roots_;
     std::vector<ScanDir> scanDirs_;
@@ -238,8 +253,11 @@ private:
     std::map<sources::Provider, std::string> lastError_;
     std::int64_t bytesReadBySteps_ = 0;
     std::function<void(const std::string&)> beforeRead_;
-    std::uint64_t deferReadIndexesBytes_ = kDeferReadIndexesBytes;
+    std::uint64_t deferIndexesBytes_ = kDeferIndexesBytes;
+    std::size_t maxDeferredKeys_ = kMaxDeferredKeys;
     bool readIndexesDeferred_ = false;
+    // Set while idx_events_key is deferred: the keys written meanwhile.
+    std::unique_ptr<EventKeyIndex> deferredKeys_;
     // The first step of the next cycle, read ahead when a cycle stops at
     // maxSteps with bytes left (runCycle). Last: destroyed (joined) first,
     // while what the read refers to still exists.

@@ -18,6 +18,7 @@
 #include <thread>
 #include <vector>
 
+#include "event_keys.h"
 #include "ingest.h"
 #include "store/schema.h"
 #include "store/store.h"
@@ -508,7 +509,7 @@ TEST_CASE("a first ingest into an empty store builds the read indexes once its c
                              "'idx_events_session', 'idx_events_model')").value();
     };
     REQUIRE(readIndexes() == 5);
-    f.engine->setDeferReadIndexesBytesForTest(kStepBytes);
+    f.engine->setDeferIndexesBytesForTest(kStepBytes);
     const int n = appendLines(f.file, kStepBytes + kStepBytes / 2);  // two steps
     std::vector<std::int64_t> duringSteps;
     auto inStep = [&](store::Connection&, const StepReport&) -> Status {
@@ -544,6 +545,110 @@ TEST_CASE("a first ingest into an empty store builds the read indexes once its c
         f.cycle();
         CHECK(f.count() == n + m);
     }
+}
+
+TEST_CASE("the in-memory key index finds every id added under a key, across its growth") {
+    EventKeyIndex keys;
+    const int n = 5000;  // several doublings past the first table
+    for (int i = 1; i <= n; ++i) keys.add("key" + std::to_string(i), i);
+    keys.add("key7", n + 1);  // a revision: the same key under a new id
+    CHECK(keys.size() == static_cast<std::size_t>(n + 1));
+    for (int i = 1; i <= n; ++i) {
+        std::vector<std::int64_t> ids;
+        keys.findIf("key" + std::to_string(i), [&](std::int64_t id) {
+            ids.push_back(id);
+            return false;
+        });
+        std::sort(ids.begin(), ids.end());  // in no promised order
+        INFO("key" << i);
+        if (i == 7) CHECK(ids == std::vector<std::int64_t>{7, n + 1});
+        else CHECK(ids == std::vector<std::int64_t>{i});
+    }
+    CHECK(keys.findIf("key9", [](std::int64_t id) { return id == 9; }));
+    CHECK_FALSE(keys.findIf("key9", [](std::int64_t id) { return id == 10; }));
+    CHECK_FALSE(keys.findIf("absent", [](std::int64_t) { return true; }));
+    CHECK(keys.memoryBytes() <= 16 * 2 * 4 * static_cast<std::size_t>(n + 1) / 3);
+}
+
+TEST_CASE("a first ingest finds the keys it wrote in memory while the key index is deferred") {
+    Fixture f;
+    f.engine->setDeferIndexesBytesForTest(kStepBytes);
+    auto keyIndex = [&] {
+        return f.db.queryInt("SELECT COUNT(*) FROM sqlite_master WHERE name = 'idx_events_key'").value();
+    };
+    auto readIndexes = [&] {
+        return f.db.queryInt("SELECT COUNT(*) FROM sqlite_master WHERE name LIKE 'idx_events_%' "
+                             "AND name NOT IN ('idx_events_key', 'idx_events_sidechain_message')").value();
+    };
+    struct During {
+        std::int64_t keyIndex, readIndexes;
+        std::optional<std::size_t> keysInMemory;
+    };
+    std::vector<During> during;
+    int failAtStep = 0;  // 1-based; 0: none
+    auto inStep = [&](store::Connection&, const StepReport&) -> Status {
+        during.push_back({keyIndex(), readIndexes(), f.engine->deferredKeysForTest()});
+        if (static_cast<int>(during.size()) == failAtStep) return Error{"store_full", "disk full"};
+        return {};
+    };
+    // Three steps, in file order: a.jsonl's first 4 MiB (m0, m1, ...); the
+    // rest of it and b.jsonl's start, which revises m0 (more output wins),
+    // copies m1 to lose, and replays m2 as a sidechain of another session
+    // (owned through its key); then c.jsonl, revising m0 again (its row has
+    // changed id once already). Each revision meets its key in an earlier
+    // step's commit.
+    const int n = appendLines(f.file, kStepBytes + kStepBytes / 2);
+    const std::string b = f.projects + "/b.jsonl", c = f.projects + "/c.jsonl";
+    append(b, claudeLine("m0", "r", 1, 7) + claudeLine("m1", "r", 1, 0) +
+                  claudeLine("m2", "r", 1, 90, "2026-01-01T10:00:00.000Z", "s9", true));
+    const int padding = appendLines(b, kStepBytes, n);
+    append(c, claudeLine("m0", "r", 1, 9));
+
+    auto ingest = [&] {
+        CycleRequest req;
+        req.fullRescan = true;
+        auto cycle = f.engine->runCycle(f.db, req, inStep, {});
+        if (failAtStep > 0) {
+            REQUIRE_FALSE(cycle.ok());
+            cycle = f.engine->runCycle(f.db, CycleRequest{}, inStep, {});
+        }
+        REQUIRE(cycle.ok());
+        CHECK_FALSE(cycle->morePending);
+    };
+
+    SUBCASE("every step looks keys up in memory") {
+        ingest();
+        CHECK(during.size() == 3);
+        for (const During& d : during) {
+            CHECK(d.keyIndex == 0);
+            CHECK(d.readIndexes == 0);
+            CHECK(d.keysInMemory.has_value());
+        }
+    }
+    SUBCASE("a step that rolls back leaves no key behind it that misleads the next") {
+        failAtStep = 2;
+        ingest();
+        CHECK(during.size() == 4);
+    }
+    SUBCASE("past the memory cap, the key index is built at once and used") {
+        f.engine->setMaxDeferredKeysForTest(100);
+        ingest();
+        REQUIRE(during.size() == 3);
+        CHECK(during[0].keysInMemory.has_value());
+        CHECK(during[0].keyIndex == 0);
+        for (size_t i = 1; i < during.size(); ++i) {
+            CHECK(during[i].keyIndex == 1);
+            CHECK(during[i].readIndexes == 0);
+            CHECK_FALSE(during[i].keysInMemory.has_value());
+        }
+    }
+    CHECK(keyIndex() == 1);
+    CHECK(readIndexes() == 5);
+    CHECK_FALSE(f.engine->deferredKeysForTest().has_value());
+    CHECK(f.count() == n + padding);
+    CHECK(f.count("session_id = 's9'") == 0);
+    CHECK(f.sum("output_tokens") == n + padding - 1 + 9);
+    CHECK(f.db.queryInt("SELECT output_tokens FROM usage_events WHERE message_id = 'm0'").value() == 9);
 }
 
 TEST_CASE("a step read ahead by a cycle stopped at maxSteps is dropped when the next cycle stats a change") {
