@@ -241,7 +241,8 @@ CREATE INDEX idx_jobs_completed ON backfill_jobs(completed_at_us);
 //   session_cwd        the working directory of a session's earliest record
 //                      that names one (session_mart.cwd).
 //   claude_message_sessions  (message.id, session) of every non-sidechain
-//                      Claude record: what a sidechain replay may belong to.
+//                      Claude record: what a sidechain replay may belong to
+//                      (keyed by session first since migration 7).
 constexpr const char* kMigration2 = R"sql(
 ALTER TABLE usage_events ADD COLUMN source_path TEXT NOT NULL DEFAULT '';
 ALTER TABLE usage_events ADD COLUMN source_offset INTEGER NOT NULL DEFAULT 0;
@@ -558,6 +559,22 @@ Status moveEventKeyUniquenessToIndex(Connection& db) {
     return ensureEventKeyIndex(db);
 }
 
+// Migration 7: claude_message_sessions keyed by session first. Only whole
+// (message, session) pairs are looked up, and a step's records come a
+// session (a transcript) at a time: keyed by message, a random id, every
+// insert dirtied its own page, which the step's commit wrote to the WAL.
+constexpr const char* kMigration7 = R"sql(
+CREATE TABLE claude_message_sessions_v7 (
+  session_id TEXT NOT NULL,
+  message_id TEXT NOT NULL,
+  PRIMARY KEY (session_id, message_id)
+) WITHOUT ROWID;
+INSERT INTO claude_message_sessions_v7 (session_id, message_id)
+  SELECT session_id, message_id FROM claude_message_sessions;
+DROP TABLE claude_message_sessions;
+ALTER TABLE claude_message_sessions_v7 RENAME TO claude_message_sessions;
+)sql";
+
 using Migration = std::function<Status(Connection&)>;
 
 Migration sql(std::string text) {
@@ -572,6 +589,7 @@ const std::vector<Migration>& migrations() {
         sql(kMigration4),
         sql(kMigration5),
         moveEventKeyUniquenessToIndex,
+        sql(kMigration7),
     };
     return all;
 }

@@ -267,6 +267,25 @@ TEST_CASE("event_key is unique through idx_events_key, which a writer open resto
                        "WHERE name = 'idx_events_key' AND \"unique\" = 1") == 1);
 }
 
+TEST_CASE("migration 7 keys claude_message_sessions by session first, keeping its pairs") {
+    TempDir dir;
+    const std::string path = dir.file("etl.db");
+    {
+        auto db = Connection::open(path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE);
+        REQUIRE(db);
+        REQUIRE(migrate(*db, {}, 6));
+        REQUIRE(db->exec("INSERT INTO claude_message_sessions (message_id, session_id) "
+                         "VALUES ('m1', 'sA'), ('m1', 'sB'), ('m2', 'sA')"));
+    }
+    Connection db = freshStore(dir);
+    CHECK(primaryKey(columnsOf(db, "claude_message_sessions")) ==
+          std::vector<std::string>{"session_id", "message_id"});
+    CHECK(*db.queryInt("SELECT COUNT(*) FROM claude_message_sessions") == 3);
+    CHECK(*db.queryInt("SELECT COUNT(*) FROM claude_message_sessions "
+                       "WHERE message_id = 'm1' AND session_id = 'sB'") == 1);
+    CHECK_FALSE(db.exec("INSERT INTO claude_message_sessions (message_id, session_id) VALUES ('m2', 'sA')"));
+}
+
 TEST_CASE("migration 6 keeps usage_events' rows, ids, sequence, indexes and triggers") {
     TempDir dir;
     const std::string path = dir.file("etl.db");
