@@ -440,6 +440,33 @@ TEST_CASE("every step and every re-pricing batch folds its events into the count
     CHECK(f.db.queryInt("SELECT n FROM event_counts WHERE dimension = 'total'").value() == n);
 }
 
+TEST_CASE("a re-pricing during a first ingest builds the key index first, and the ingest doubles nothing") {
+    // Re-pricing copies events under new ids, which the in-memory keys
+    // would not know: a later revision of such an event would miss it.
+    Fixture f;
+    f.engine->setDeferIndexesBytesForTest(kStepBytes);
+    const int n = appendLines(f.file, kStepBytes + kStepBytes / 2);  // m0, m1, ...: two steps
+    CycleRequest req;
+    req.fullRescan = true;
+    auto first = f.engine->runCycle(f.db, req, {}, {}, 1);
+    REQUIRE(first.ok());
+    REQUIRE(first->morePending);
+    REQUIRE(f.engine->deferredKeysForTest().has_value());
+    REQUIRE(f.db.exec("UPDATE usage_events SET cost_usd = 0"));
+    auto repriced = f.engine->repriceStep(f.db, 0, f.maxId(), 1000000);
+    REQUIRE(repriced.ok());
+    CHECK(repriced->revised == f.count());
+    CHECK_FALSE(f.engine->deferredKeysForTest().has_value());
+    CHECK(f.db.queryInt("SELECT COUNT(*) FROM sqlite_master WHERE name = 'idx_events_key'").value() == 1);
+    const std::string b = f.projects + "/b.jsonl";
+    append(b, claudeLine("m0", "r", 1, 7));  // m0 again, more output: a revision
+    CycleRequest rest;
+    rest.paths = {b};
+    REQUIRE(f.engine->runCycle(f.db, rest, {}, {}).ok());
+    CHECK(f.count() == n);
+    CHECK(f.db.queryInt("SELECT output_tokens FROM usage_events WHERE message_id = 'm0'").value() == 7);
+}
+
 TEST_CASE("a cycle stopped at maxSteps commits only its steps; the next cycle reads on") {
     // The step after the last one allowed is never read ahead, so nothing
     // read past maxSteps is lost or counted.
