@@ -9,8 +9,12 @@
 #include <array>
 #include <cerrno>
 #include <chrono>
+#include <condition_variable>
 #include <cstring>
-#include <future>
+#include <deque>
+#include <exception>
+#include <mutex>
+#include <thread>
 
 #include "event_keys.h"
 #include "log.h"
@@ -362,8 +366,176 @@ struct IngestEngine::ReadStep {
     std::vector<PendingFile> files;  // in files_ order
 };
 
-struct IngestEngine::CarriedRead {
-    std::future<ReadStep> read;
+// The steps after the one being written, planned and read on a helper thread
+// in files_ order, at most kReadAheadSteps of them waiting for the writer.
+//
+// The helper plans each step from where the steps before it left each file
+// (`progress_`), as their commits will leave it, and from files_ for the
+// files no step has read yet; so the plans are the ones the writer would make
+// after each commit. That is what makes it safe to share files_: within a
+// run the writer thread changes only entries of files some step read (taking
+// up and committing those steps), and the helper reads only the other
+// entries' fields; the stat phase, which changes any entry, runs with the
+// helper stopped. Steps not taken up change nothing, so dropping them (a
+// failed step, a cycle with something to stat) loses nothing.
+class IngestEngine::ReadAhead {
+public:
+    explicit ReadAhead(IngestEngine& engine) : engine_(engine), cursor_(engine.files_.begin()) {}
+    ReadAhead(const ReadAhead&) = delete;
+    ReadAhead& operator=(const ReadAhead&) = delete;
+    ~ReadAhead() { stop(); }
+
+    // Starts the helper, or lets it go on from where stop() left it.
+    void start() {
+        std::lock_guard lock(mutex_);
+        stopWanted_ = false;
+        ended_ = finished_;
+        if (!finished_) thread_ = std::thread(&ReadAhead::run, this);
+    }
+    // The helper ends after the step it is reading; the steps read stay.
+    void stop() {
+        {
+            std::lock_guard lock(mutex_);
+            stopWanted_ = true;
+        }
+        changed_.notify_all();
+        if (thread_.joinable()) thread_.join();
+    }
+    // The next step, once read (after start()); nullopt when nothing is left.
+    std::optional<ReadStep> next() {
+        std::unique_lock lock(mutex_);
+        changed_.wait(lock, [this] { return !ready_.empty() || ended_; });
+        if (ready_.empty()) {
+            if (failure_) std::rethrow_exception(failure_);
+            return std::nullopt;
+        }
+        ReadStep step = std::move(ready_.front());
+        ready_.pop_front();
+        lock.unlock();
+        changed_.notify_all();
+        return step;
+    }
+
+private:
+    // Where the steps read so far leave a file.
+    struct Progress {
+        bool done = false;  // read to its end, failed, or a .json caught mid-write
+        std::uint64_t offset = 0;
+        std::string parserState;
+        std::int64_t linesSkipped = 0;
+        std::uint64_t headHash = 0, headLen = 0;
+    };
+
+    void run() {
+        try {
+            for (;;) {
+                {
+                    std::unique_lock lock(mutex_);
+                    changed_.wait(lock, [this] { return stopWanted_ || ready_.size() < kReadAheadSteps; });
+                    if (stopWanted_) break;
+                }
+                std::vector<ReadItem> items = plan();
+                if (items.empty()) {
+                    std::lock_guard lock(mutex_);
+                    finished_ = true;
+                    break;
+                }
+                ReadStep step = readStep(std::move(items), engine_.prices_, engine_.beforeRead_);
+                note(step);
+                std::lock_guard lock(mutex_);
+                ready_.push_back(std::move(step));
+                changed_.notify_all();
+            }
+        } catch (...) {
+            std::lock_guard lock(mutex_);
+            failure_ = std::current_exception();
+            finished_ = true;
+        }
+        std::lock_guard lock(mutex_);
+        ended_ = true;
+        changed_.notify_all();
+    }
+
+    // The files the next step reads, in files_ order, and from where. Files
+    // are taken while the step's bytes, counted as the read will count them
+    // if the files are as stat saw them, are below kStepBytes: the same files
+    // as one step reading in turn.
+    std::vector<ReadItem> plan() {
+        std::vector<ReadItem> items;
+        std::uint64_t budget = kStepBytes;
+        bool firstOpen = true;
+        for (auto entry = cursor_; entry != engine_.files_.end(); ++entry) {
+            FileEntry& f = entry->second;
+            ReadItem item;
+            // A file some step read is looked up here before any of its
+            // fields is read: the writer may be committing them.
+            if (auto it = progress_.find(&f); it != progress_.end()) {
+                const Progress& p = it->second;
+                if (p.done) continue;
+                item.start = p.offset;
+                item.parserState = p.parserState;
+                item.linesSkipped = p.linesSkipped;
+                item.headHash = p.headHash;
+                item.headLen = p.headLen;
+            } else {
+                if (!f.dirty) continue;
+                item.start = f.readFromStart ? 0 : f.offset;
+                item.parserState = f.readFromStart ? std::string() : f.parserState;
+                item.linesSkipped = f.readFromStart ? 0 : f.linesSkipped;
+                item.headHash = f.headHash;
+                item.headLen = f.headLen;
+            }
+            // Files only get done within a run (a stat is what makes one
+            // dirty), so the next plan starts here.
+            if (firstOpen) cursor_ = entry;
+            firstOpen = false;
+            if (budget == 0) break;
+            item.file = &f;
+            item.path = f.path;
+            item.provider = f.provider;
+            item.rootIndex = f.rootIndex;
+            item.relPath = f.relPath;
+            item.geminiJson = f.geminiJson;
+            item.seenSize = f.seenSize;
+            item.seenMtimeNs = f.seenMtimeNs;
+            // The bytes readStep takes from the budget: a .json whole (none
+            // when over the limit, as it is skipped unread), a .jsonl from
+            // its start.
+            const auto size = static_cast<std::uint64_t>(f.seenSize);
+            std::uint64_t bytes = size > item.start ? size - item.start : 0;
+            if (f.geminiJson) bytes = size > sources::kMaxGeminiJsonBytes ? 0 : size;
+            budget -= std::min(budget, bytes);
+            items.push_back(std::move(item));
+        }
+        if (firstOpen) cursor_ = engine_.files_.end();
+        return items;
+    }
+
+    // Where `step` leaves its files, as its commit will.
+    void note(const ReadStep& step) {
+        for (const PendingFile& p : step.files) {
+            Progress& progress = progress_[p.file];
+            progress.done = p.outcome == ReadOutcome::Failed || p.parseFailed || !p.stillDirty;
+            progress.offset = p.offset;
+            progress.parserState = p.parserState;
+            progress.linesSkipped = p.linesSkipped;
+            progress.headHash = p.headHash;
+            progress.headLen = p.headLen;
+        }
+    }
+
+    IngestEngine& engine_;
+    // The helper's alone while it runs; kept across stop() and start().
+    std::unordered_map<const FileEntry*, Progress> progress_;
+    std::map<std::string, FileEntry>::iterator cursor_;  // no open file before it
+    std::mutex mutex_;
+    std::condition_variable changed_;
+    std::deque<ReadStep> ready_;  // guarded by mutex_, as are the flags
+    bool stopWanted_ = false;
+    bool finished_ = false;  // nothing is left to plan, or the helper failed
+    bool ended_ = true;      // the helper has returned
+    std::exception_ptr failure_;
+    std::thread thread_;
 };
 
 IngestEngine::IngestEngine(std::vector<ProviderRoots> roots, const sources::PriceTable& prices,
@@ -374,6 +546,11 @@ IngestEngine::IngestEngine(std::vector<ProviderRoots> roots, const sources::Pric
 }
 
 IngestEngine::~IngestEngine() = default;
+
+void IngestEngine::setBeforeReadForTest(std::function<void(const std::string& path)> hook) {
+    readAhead_.reset();  // its helper calls the hook
+    beforeRead_ = std::move(hook);
+}
 
 std::vector<ScanDir> IngestEngine::allScanDirs() const { return scanDirs_; }
 
@@ -552,6 +729,15 @@ Result<CycleReport> IngestEngine::runCycle(
     store::Connection& db, const CycleRequest& request,
     const std::function<Status(store::Connection&, const StepReport&)>& inStep,
     const std::function<void(const StepReport&)>& afterStep, std::int64_t maxSteps) {
+    // The steps the previous cycle read ahead (it stopped at maxSteps with
+    // bytes left, and its helper went on reading through the daemon's mart
+    // refresh) are this cycle's own when it stats nothing: the same committed
+    // files. The helper stops before any stat changes files_.
+    std::unique_ptr<ReadAhead> ahead = std::move(readAhead_);
+    if (ahead) {
+        ahead->stop();
+        if (request.fullRescan || request.rereadAll || !request.paths.empty()) ahead.reset();
+    }
     std::set<std::string> seen;
     if (request.fullRescan) {
         scanDirs_.clear();
@@ -569,65 +755,44 @@ Result<CycleReport> IngestEngine::runCycle(
     }
     for (const auto& p : request.paths) statPath(p, seen);
     recountFiles();
-    firstDirtyHint_ = files_.begin();
 
     CycleReport report;
     report.bytesToRead = request.rereadAll ? markAllForReread() : pendingBytes();
     if (auto st = deferIndexesOnFirstIngest(db, report.bytesToRead); !st) return st.error();
-    // Step N+1 is read on a helper thread while step N is written (reading
-    // and parsing were a quarter of a first ingest). Its plan is made from
-    // step N's reads, as step N's commit will leave the files; it is taken up
-    // (counted, logged) only after step N commits, and dropped unused when
-    // step N fails, so files_ is always as the last commit left it. Every
-    // exit joins the helper (a std::async future waits in its destructor).
-    //
-    // The first step was read ahead by the previous cycle when that one
-    // stopped at maxSteps with bytes left (its plan is this cycle's own: the
-    // same committed files, nothing stat'ed since), so it overlapped that
-    // cycle's mart refresh; a cycle with anything to stat drops it unused.
-    std::optional<ReadStep> carried;
-    if (carriedRead_) {
-        ReadStep ahead = carriedRead_->read.get();
-        carriedRead_.reset();
-        if (!request.fullRescan && !request.rereadAll && request.paths.empty())
-            carried = std::move(ahead);
-    }
-    std::vector<ReadItem> firstPlan = carried ? std::vector<ReadItem>{} : planStep(nullptr);
-    if (!carried && firstPlan.empty() && vanished_.empty()) {
-        // Nothing to read or forget (a rescan that found everything as
-        // checkpointed, an event for bytes already read): no transaction, so
-        // an idle cycle writes nothing and does not count as progress.
-        report.bytesReadBySteps = bytesReadBySteps_;
-        if (auto st = buildDeferredIndexes(db); !st) return st.error();
-        return report;
-    }
-    ReadStep step = carried ? std::move(*carried) : readStep(std::move(firstPlan), prices_, beforeRead_);
-    for (;;) {
-        takeReads(step);
-        const bool lastStep = maxSteps > 0 && report.steps + 1 >= maxSteps;
-        std::future<ReadStep> next;
-        if (!lastStep) {
-            if (auto plan = planStep(&step); !plan.empty())
-                next = std::async(std::launch::async, &IngestEngine::readStep, std::move(plan),
-                                  std::cref(prices_), std::cref(beforeRead_));
+    // Steps are read ahead of the one being written (reading and parsing are
+    // a third of a first ingest's CPU time): the writer thread takes up each
+    // step (counts, logs) only once the step before it committed. Every exit
+    // stops the helper; what it read and nobody took up is dropped with it.
+    if (!ahead) ahead = std::make_unique<ReadAhead>(*this);
+    ahead->start();
+    std::optional<ReadStep> step = ahead->next();
+    if (!step) {
+        if (vanished_.empty()) {
+            // Nothing to read or forget (a rescan that found everything as
+            // checkpointed, an event for bytes already read): no transaction,
+            // so an idle cycle writes nothing and does not count as progress.
+            report.bytesReadBySteps = bytesReadBySteps_;
+            if (auto st = buildDeferredIndexes(db); !st) return st.error();
+            return report;
         }
-        auto written = writeStep(db, step, inStep);
+        step.emplace();  // a step of checkpoints to delete only
+    }
+    for (;;) {
+        takeReads(*step);
+        auto written = writeStep(db, *step, inStep);
         if (!written) return written.error();
         if (deferredKeys_ && deferredKeys_->size() > maxDeferredKeys_)
             if (auto st = buildDeferredKeyIndex(db); !st) return st.error();
         ++report.steps;
         report.eventsChanged += written->eventsChanged;
         if (afterStep) afterStep(*written);
-        if (lastStep) {
+        if (maxSteps > 0 && report.steps >= maxSteps) {
             report.morePending = hasPendingWork();
-            if (auto plan = planStep(nullptr); !plan.empty())
-                carriedRead_ = std::make_unique<CarriedRead>(
-                    CarriedRead{std::async(std::launch::async, &IngestEngine::readStep, std::move(plan),
-                                           std::cref(prices_), std::cref(beforeRead_))});
+            if (report.morePending) readAhead_ = std::move(ahead);  // reading on meanwhile
             break;
         }
-        if (!next.valid()) break;  // nothing was left to read
-        step = next.get();
+        step = ahead->next();
+        if (!step) break;  // nothing was left to read
     }
     report.bytesReadBySteps = bytesReadBySteps_;
     if (auto st = buildDeferredIndexes(db); !st) return st.error();
@@ -785,60 +950,6 @@ Result<RepriceReport> IngestEngine::repriceStep(store::Connection& db, std::int6
     if (auto st = tx->commit(); !st) return st.error();
     report.done = report.examined < batch || report.lastId >= endId;
     return report;
-}
-
-// The files the next step reads, in files_ order, and from where: after
-// `previous` (the step read but not yet committed, or null) each file is
-// planned as that step's commit will leave it, so the plan equals the one
-// made after the commit. Files are taken while the step's bytes, counted as
-// the read will count them if the files are as stat saw them, are below
-// kStepBytes: the same files as one step reading in turn.
-std::vector<IngestEngine::ReadItem> IngestEngine::planStep(const ReadStep* previous) {
-    std::unordered_map<const FileEntry*, const PendingFile*> read;
-    if (previous)
-        for (const auto& p : previous->files) read.emplace(p.file, &p);
-    std::vector<ReadItem> items;
-    std::uint64_t budget = kStepBytes;
-    bool firstDirty = true;
-    for (auto entry = firstDirtyHint_; entry != files_.end(); ++entry) {
-        FileEntry& f = entry->second;
-        if (!f.dirty) continue;
-        if (firstDirty) firstDirtyHint_ = entry;
-        firstDirty = false;
-        if (budget == 0) break;
-        ReadItem item;
-        if (auto it = read.find(&f); it != read.end()) {
-            const PendingFile& p = *it->second;
-            if (p.parseFailed || !p.stillDirty) continue;  // its commit leaves it clean
-            item.start = p.offset;
-            item.parserState = p.parserState;
-            item.linesSkipped = p.linesSkipped;
-            item.headHash = p.headHash;
-            item.headLen = p.headLen;
-        } else {
-            item.start = f.readFromStart ? 0 : f.offset;
-            item.parserState = f.readFromStart ? std::string() : f.parserState;
-            item.linesSkipped = f.readFromStart ? 0 : f.linesSkipped;
-            item.headHash = f.headHash;
-            item.headLen = f.headLen;
-        }
-        item.file = &f;
-        item.path = f.path;
-        item.provider = f.provider;
-        item.rootIndex = f.rootIndex;
-        item.relPath = f.relPath;
-        item.geminiJson = f.geminiJson;
-        item.seenSize = f.seenSize;
-        item.seenMtimeNs = f.seenMtimeNs;
-        // The bytes readStep takes from the budget: a .json whole (none when
-        // over the limit, as it is skipped unread), a .jsonl from its start.
-        const auto size = static_cast<std::uint64_t>(f.seenSize);
-        std::uint64_t bytes = size > item.start ? size - item.start : 0;
-        if (f.geminiJson) bytes = size > sources::kMaxGeminiJsonBytes ? 0 : size;
-        budget -= std::min(budget, bytes);
-        items.push_back(std::move(item));
-    }
-    return items;
 }
 
 // Opens, reads and parses every planned file: a step's reads. Touches nothing
