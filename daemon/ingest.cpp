@@ -1201,6 +1201,13 @@ Result<StepReport> IngestEngine::writeStep(
         (*lm)->bind(1, projectId).bind(2, mtime);
         if (auto st = (*lm)->run(); !st) return st.error();
     }
+    // The size a checkpoint records is the one its read saw to the end. A
+    // file that a step's budget left mid-way records its offset instead: the
+    // next stat then sees a change and reads on, where the real size would
+    // make an unchanged file look read through (after a rescan or a restart).
+    auto checkpointSize = [](const FileEntry& f, const PendingFile& p) {
+        return p.stillDirty ? static_cast<std::int64_t>(p.offset) : f.seenSize;
+    };
     for (auto& p : pending) {
         FileEntry& f = *p.file;
         if (p.parseFailed) continue;
@@ -1219,7 +1226,7 @@ Result<StepReport> IngestEngine::writeStep(
         s.bind(1, f.path).bind(2, sources::providerName(f.provider));
         s.bind(3, std::to_string(f.rootIndex) + "/" + f.relPath);
         s.bind(4, static_cast<std::int64_t>(f.seenDev)).bind(5, static_cast<std::int64_t>(f.seenIno));
-        s.bind(6, f.seenSize).bind(7, f.seenMtimeNs).bind(8, static_cast<std::int64_t>(p.offset));
+        s.bind(6, checkpointSize(f, p)).bind(7, f.seenMtimeNs).bind(8, static_cast<std::int64_t>(p.offset));
         s.bind(9, static_cast<std::int64_t>(p.headHash)).bind(10, static_cast<std::int64_t>(p.headLen));
         s.bind(11, static_cast<std::int64_t>(p.tailHash)).bind(12, static_cast<std::int64_t>(p.tailLen));
         s.bind(13, p.parserState).bind(14, p.linesSkipped).bind(15, clock_.now());
@@ -1245,7 +1252,7 @@ Result<StepReport> IngestEngine::writeStep(
             f.checkpointed = true;
             f.dev = f.seenDev;
             f.ino = f.seenIno;
-            f.size = f.seenSize;
+            f.size = checkpointSize(f, p);
             f.mtimeNs = f.seenMtimeNs;
             f.offset = p.offset;
             f.headHash = p.headHash;

@@ -697,6 +697,34 @@ TEST_CASE("a step read ahead by a cycle stopped at maxSteps is dropped when the 
     CHECK(f.claude().bytesPending == 0);
 }
 
+TEST_CASE("a file left mid-way by a step's budget is read on after a rescan and after a restart") {
+    // The file is unchanged since its stat: only its checkpoint's offset
+    // says bytes are left. A rescan (a `sync` arriving during a first
+    // ingest) and a restart (a daemon stopped during one) used to take it
+    // for read to its end, losing the rest of the file.
+    for (const bool restart : {false, true}) {
+        CAPTURE(restart);
+        Fixture f;
+        const int n = appendLines(f.file, kStepBytes + kStepBytes / 2);  // two steps
+        CycleRequest req;
+        req.fullRescan = true;
+        auto first = f.engine->runCycle(f.db, req, {}, {}, 1);
+        REQUIRE(first.ok());
+        REQUIRE(first->morePending);
+        const std::int64_t afterOne = f.count();
+        REQUIRE(afterOne < n);
+        if (restart) f.restart();
+        f.cycle();
+        CHECK(f.count() == n);
+        CHECK(f.sum("output_tokens") == n);
+        CHECK(f.claude().bytesPending == 0);
+        // Read to its end, the file is left alone by the next rescan.
+        const auto before = f.claude().bytesReadSinceStart;
+        CHECK(f.cycle().steps == 0);
+        CHECK(f.claude().bytesReadSinceStart == before);
+    }
+}
+
 TEST_CASE("a plain continuation takes up the steps read ahead, counting their bytes once") {
     // Cycles of one step each: every cycle but the first finds its steps read
     // ahead (on the helper thread, while the caller did something else).
