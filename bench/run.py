@@ -748,6 +748,10 @@ def build_tables(R):
             add(f"full rebuild, etld --backfill --force, {label} ({fmt(rb['events'])} events)",
                 f"{fmt(rb['wall_s'], 1)} s · {fmt(rb['mb_per_s'])} MB/s · {fmt(rb['events_per_s'])} events/s "
                 f"· peak RSS {fmt(rb['peak_rss_mb'])} MiB", "—", None)
+    rb, kept = R["rebuild"].get("big"), R.get("events_before_rebuild")
+    if rb and kept is not None:
+        add("events: the daemon's (cold ingest, appends, syncs) = a rebuild's from byte 0",
+            f"{fmt(kept)} = {fmt(rb['events'])}", "equal", kept == rb["events"])
     sm = R["cold"].get("small")
     if sm:
         add(f"cold ingest, small corpus ({fmt(sm['bytes'] / MIB)} MiB, {fmt(sm['events'])} events)",
@@ -921,6 +925,9 @@ def main():
         log(f"  {R['append']['big']}")
         R["no_change_sync"] = no_change_sync(conn, 3 if q else 5)
         log(f"  no-change sync: {R['no_change_sync']}")
+        # What the rebuild below, reading every file from its first byte, must
+        # find too: a daemon that loses or doubles a record differs.
+        R["events_before_rebuild"] = sync(conn)["events"]["total"]
         conn.close()
         time.sleep(1.0)  # let the last client's close settle before the window opens
         log(f"idle window {idle_s:g} s")
