@@ -355,6 +355,9 @@ struct IngestEngine::PendingFile {
     std::string parserState;
     std::int64_t linesSkipped = 0;
     std::vector<UsageRecord> records;
+    // Per record: beaten by a better record of its key in the same step
+    // (sources::betterRecord), so its own event is not written.
+    std::vector<bool> superseded;
     bool stillDirty = false;
     bool parseFailed = false;  // Gemini .json caught mid-write
     // For the writer thread: bytes read (all of them; of the step's budget).
@@ -415,6 +418,17 @@ public:
         changed_.notify_all();
         return step;
     }
+    // A step written: its records are freed on the helper thread (they were
+    // a few percent of the writer's time), or here once the helper ended.
+    void recycle(ReadStep&& spent) {
+        std::unique_lock lock(mutex_);
+        if (ended_) {
+            lock.unlock();
+            ReadStep gone = std::move(spent);
+            return;
+        }
+        spent_.push_back(std::move(spent));
+    }
 
 private:
     // Where the steps read so far leave a file.
@@ -429,11 +443,14 @@ private:
     void run() {
         try {
             for (;;) {
+                std::vector<ReadStep> spent;
                 {
                     std::unique_lock lock(mutex_);
                     changed_.wait(lock, [this] { return stopWanted_ || ready_.size() < kReadAheadSteps; });
                     if (stopWanted_) break;
+                    spent.swap(spent_);
                 }
+                spent.clear();
                 std::vector<ReadItem> items = plan();
                 if (items.empty()) {
                     std::lock_guard lock(mutex_);
@@ -530,7 +547,8 @@ private:
     std::map<std::string, FileEntry>::iterator cursor_;  // no open file before it
     std::mutex mutex_;
     std::condition_variable changed_;
-    std::deque<ReadStep> ready_;  // guarded by mutex_, as are the flags
+    std::deque<ReadStep> ready_;  // guarded by mutex_, as are spent_ and the flags
+    std::vector<ReadStep> spent_;
     bool stopWanted_ = false;
     bool finished_ = false;  // nothing is left to plan, or the helper failed
     bool ended_ = true;      // the helper has returned
@@ -786,6 +804,7 @@ Result<CycleReport> IngestEngine::runCycle(
         ++report.steps;
         report.eventsChanged += written->eventsChanged;
         if (afterStep) afterStep(*written);
+        ahead->recycle(std::move(*step));
         if (maxSteps > 0 && report.steps >= maxSteps) {
             report.morePending = hasPendingWork();
             if (report.morePending) readAhead_ = std::move(ahead);  // reading on meanwhile
@@ -1081,7 +1100,30 @@ IngestEngine::ReadStep IngestEngine::readStep(std::vector<ReadItem> items,
         auto tail = readAt(fd.get(), p.offset - p.tailLen, p.tailLen);
         p.tailHash = tail ? fnv1a(*tail) : 0;
     }
+    markSuperseded(step);
     return step;
+}
+
+// The step's best record of each key (keys name their provider) is the only
+// one written: the winner order is total (sources/identity.h), so applying
+// it alone leaves the store as applying each record in turn would.
+void IngestEngine::markSuperseded(ReadStep& step) {
+    std::unordered_map<std::string_view, std::pair<PendingFile*, std::size_t>> best;
+    for (auto& p : step.files) {
+        p.superseded.assign(p.records.size(), false);
+        if (p.parseFailed) continue;
+        for (std::size_t i = 0; i < p.records.size(); ++i) {
+            auto [it, inserted] = best.try_emplace(p.records[i].eventKey, &p, i);
+            if (inserted) continue;
+            auto& [bestFile, bestIndex] = it->second;
+            if (sources::betterRecord(p.records[i], bestFile->records[bestIndex])) {
+                bestFile->superseded[bestIndex] = true;
+                it->second = {&p, i};
+            } else {
+                p.superseded[i] = true;
+            }
+        }
+    }
 }
 
 // Writer thread, as a step is taken up: what its reads tell the engine (bytes
@@ -1138,20 +1180,12 @@ Result<StepReport> IngestEngine::writeStep(
         std::string_view provider, sessionId, cwd, firstTs;
     };
     std::map<std::pair<std::string_view, std::string_view>, SessionCwd> sessionCwds;
-    // The step's best record of each key (keys name their provider).
-    std::unordered_map<std::string_view, const UsageRecord*> best;
-    for (const auto& p : pending) {
-        if (p.parseFailed) continue;
-        for (const auto& r : p.records) {
-            auto [it, inserted] = best.try_emplace(r.eventKey, &r);
-            if (!inserted && sources::betterRecord(r, *it->second)) it->second = &r;
-        }
-    }
     for (auto& p : pending) {
         FileEntry& f = *p.file;
         if (p.parseFailed) continue;
         const double fileMtime = static_cast<double>(f.seenMtimeNs) / 1e9;
-        for (const auto& r : p.records) {
+        for (std::size_t i = 0; i < p.records.size(); ++i) {
+            const UsageRecord& r = p.records[i];
             const std::string_view provider = sources::providerName(r.provider);
             std::string projectKey = std::string(provider) + '\0' + r.projectSlug;
             const ProjectEntry* known = nullptr;
@@ -1171,7 +1205,7 @@ Result<StepReport> IngestEngine::writeStep(
                 stepProjects[std::move(projectKey)] =
                     ProjectEntry{projectId, !r.cwd.empty() || (known && known->hasPath)};
             }
-            auto applied = applyRecord(db, deferredKeys_.get(), r, projectId, best.at(r.eventKey) != &r);
+            auto applied = applyRecord(db, deferredKeys_.get(), r, projectId, p.superseded[i]);
             if (!applied) return applied.error();
             report.eventsChanged += applied->changed;
             report.eventsMerged += applied->merged;

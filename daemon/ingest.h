@@ -223,6 +223,7 @@ private:
     // Static: it sees nothing of the engine, so it can run on the helper thread.
     static ReadStep readStep(std::vector<ReadItem> items, const sources::PriceTable& prices,
                              const std::function<void(const std::string&)>& beforeRead);
+    static void markSuperseded(ReadStep& step);
     void takeReads(ReadStep& step);
     Result<StepReport> writeStep(store::Connection& db, ReadStep& step,
                                  const std::function<Status(store::Connection&, const StepReport&)>& inStep);
