@@ -72,10 +72,11 @@
 #include <array>
 #include <bit>
 #include <cmath>
-#include <deque>
+#include <cstring>
 #include <initializer_list>
 #include <limits>
 #include <map>
+#include <memory_resource>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -161,24 +162,33 @@ struct ExactUsd {
     "provider, project_id, session_id, ts, day, model, speed, role, input_tokens, " \
     "output_tokens, cache_read_tokens, cache_create_tokens, cost_usd"
 
+// Its text is kept in the step's arena (StepDeltas), which the keys of the
+// step's deltas view until the flush is done.
 struct Contribution {
-    std::string provider;
+    std::string_view provider;
     std::int64_t projectId = 0;
-    std::string sessionId, ts, day, model, speed, role;
+    std::string_view sessionId, ts, day, model, speed, role;
     std::int64_t input = 0, output = 0, cacheRead = 0, cacheCreate = 0;
     double costUsd = 0;
 };
 
-Contribution readContribution(const Statement& s, int first) {
+Contribution readContribution(const Statement& s, int first, std::pmr::memory_resource& arena) {
+    auto keep = [&](int column) -> std::string_view {
+        const std::string_view text = s.columnView(column);
+        if (text.empty()) return "";  // not a null view: it binds as '', not NULL
+        auto* copy = static_cast<char*>(arena.allocate(text.size(), 1));
+        std::memcpy(copy, text.data(), text.size());
+        return {copy, text.size()};
+    };
     Contribution c;
-    c.provider = s.columnText(first);
+    c.provider = keep(first);
     c.projectId = s.columnInt(first + 1);
-    c.sessionId = s.columnText(first + 2);
-    c.ts = s.columnText(first + 3);
-    c.day = s.columnText(first + 4);
-    c.model = s.columnText(first + 5);
-    c.speed = s.columnText(first + 6);
-    c.role = s.columnText(first + 7);
+    c.sessionId = keep(first + 2);
+    c.ts = keep(first + 3);
+    c.day = keep(first + 4);
+    c.model = keep(first + 5);
+    c.speed = keep(first + 6);
+    c.role = keep(first + 7);
     c.input = s.columnInt(first + 8);
     c.output = s.columnInt(first + 9);
     c.cacheRead = s.columnInt(first + 10);
@@ -625,7 +635,8 @@ template <typename Key, typename Value>
 class Tally {
 public:
     using key_type = Key;
-    Tally() = default;
+    // Its nodes come from the step's arena: freed at once, with the step.
+    explicit Tally(std::pmr::memory_resource* arena) : map_(arena) {}
     Tally(const Tally&) = delete;  // last_ points into map_
     Tally& operator=(const Tally&) = delete;
 
@@ -638,14 +649,16 @@ public:
     auto end() const { return map_.end(); }
 
 private:
-    std::map<Key, Value> map_;
-    typename std::map<Key, Value>::iterator last_ = map_.end();
+    std::pmr::map<Key, Value> map_;
+    typename std::pmr::map<Key, Value>::iterator last_ = map_.end();
 };
 
 struct DailyDeltas {
     using Key = std::tuple<Text, Id, Text, Text, Text>;  // day, project, provider, model, speed
     Tally<Key, Totals> rows;
     Tally<std::tuple<Text, Id, Text, Text, Text, Text>, std::int64_t> sessions;
+
+    explicit DailyDeltas(std::pmr::memory_resource* arena) : rows(arena), sessions(arena) {}
 
     void add(const Contribution& c, std::int64_t sign) {
         rows[Key{c.day, c.projectId, c.provider, c.model, c.speed}].add(c, sign);
@@ -685,6 +698,9 @@ struct SessionDeltas {
     Tally<Key, Totals> rows;
     Tally<std::tuple<Text, Text, Text>, std::int64_t> models;
     Tally<std::tuple<Text, Text, Text, Id>, std::int64_t> timestamps;
+
+    explicit SessionDeltas(std::pmr::memory_resource* arena)
+        : rows(arena), models(arena), timestamps(arena) {}
 
     void add(const Contribution& c, std::int64_t sign) {
         rows[Key{c.provider, c.sessionId}].add(c, sign);
@@ -739,6 +755,9 @@ struct ProjectDeltas {
     Tally<Key, Totals> rows;
     Tally<std::tuple<Id, Text, Text>, std::int64_t> sessions;
     Tally<std::tuple<Id, Text>, std::int64_t> timestamps;
+
+    explicit ProjectDeltas(std::pmr::memory_resource* arena)
+        : rows(arena), sessions(arena), timestamps(arena) {}
 
     void add(const Contribution& c, std::int64_t sign) {
         rows[Key{c.projectId}].add(c, sign);
@@ -796,6 +815,9 @@ struct ProviderDayDeltas {
     Tally<std::tuple<Text, Text, Text>, std::int64_t> sessions;
     Tally<std::tuple<Text, Text, Id>, std::int64_t> projects;
 
+    explicit ProviderDayDeltas(std::pmr::memory_resource* arena)
+        : rows(arena), sessions(arena), projects(arena) {}
+
     void add(const Contribution& c, std::int64_t sign) {
         rows[Key{c.day, c.provider}].add(c, sign);
         sessions[{c.day, c.provider, c.sessionId}] += sign;
@@ -837,6 +859,8 @@ struct ModelDayDeltas {
     Tally<Key, Totals> rows;
     Tally<std::tuple<Text, Text, Text, Text, Text>, std::int64_t> sessions;
 
+    explicit ModelDayDeltas(std::pmr::memory_resource* arena) : rows(arena), sessions(arena) {}
+
     void add(const Contribution& c, std::int64_t sign) {
         rows[Key{c.day, c.model, c.speed}].add(c, sign);
         sessions[{c.day, c.model, c.speed, c.provider, c.sessionId}] += sign;
@@ -870,16 +894,20 @@ struct ModelDayDeltas {
 
 // The deltas of one step for a set of marts that share their watermarks.
 struct StepDeltas {
-    MartSet marts{};
-    DailyDeltas daily;
-    SessionDeltas session;
-    ProjectDeltas project;
-    ProviderDayDeltas providerDay;
-    ModelDayDeltas modelDay;
-    std::deque<Contribution> kept;  // what the keys view; a deque never moves them
+    explicit StepDeltas(const MartSet& m) : marts(m) {}
 
-    void add(Contribution contribution, std::int64_t sign) {
-        const Contribution& c = kept.emplace_back(std::move(contribution));
+    MartSet marts;
+    // The contributions' text and the tallies' nodes: a step allocates a
+    // dozen small pieces per event and frees them all together (one by one,
+    // they were a tenth of the refresh).
+    std::pmr::monotonic_buffer_resource arena;
+    DailyDeltas daily{&arena};
+    SessionDeltas session{&arena};
+    ProjectDeltas project{&arena};
+    ProviderDayDeltas providerDay{&arena};
+    ModelDayDeltas modelDay{&arena};
+
+    void add(const Contribution& c, std::int64_t sign) {
         if (marts[kDaily]) daily.add(c, sign);
         if (marts[kSession]) session.add(c, sign);
         if (marts[kProject]) project.add(c, sign);
@@ -918,8 +946,7 @@ struct StepResult {
 
 // Steps 1 and 2 of the essay for the marts in `marts`, all at watermark `wm`.
 Result<StepResult> step(Connection& db, const MartSet& marts, Watermark wm, std::int64_t budget) {
-    StepDeltas deltas;
-    deltas.marts = marts;
+    StepDeltas deltas(marts);
     StepResult r;
     r.after = wm;
 
@@ -940,7 +967,7 @@ Result<StepResult> step(Connection& db, const MartSet& marts, Watermark wm, std:
         ++consumed;
         r.after.retractionSeq = rs.columnInt(0);
         if (rs.columnInt(1) <= wm.eventId) {
-            deltas.add(readContribution(rs, 2), -1);
+            deltas.add(readContribution(rs, 2, deltas.arena), -1);
             ++r.applied;
         }
     }
@@ -963,7 +990,7 @@ Result<StepResult> step(Connection& db, const MartSet& marts, Watermark wm, std:
                 break;
             }
             r.after.eventId = es.columnInt(0);
-            deltas.add(readContribution(es, 1), 1);
+            deltas.add(readContribution(es, 1, deltas.arena), 1);
             ++r.absorbed;
         }
         es.reset();

@@ -71,11 +71,12 @@ void Statement::reset() {
     sqlite3_clear_bindings(stmt_);
 }
 
-std::string Statement::columnText(int i) const {
+std::string Statement::columnText(int i) const { return std::string(columnView(i)); }
+
+std::string_view Statement::columnView(int i) const {
     const auto* p = sqlite3_column_text(stmt_, i);
     if (!p) return {};
-    return std::string(reinterpret_cast<const char*>(p),
-                       static_cast<size_t>(sqlite3_column_bytes(stmt_, i)));
+    return {reinterpret_cast<const char*>(p), static_cast<size_t>(sqlite3_column_bytes(stmt_, i))};
 }
 
 std::optional<std::string> Statement::columnOptText(int i) const {

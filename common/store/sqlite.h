@@ -58,6 +58,8 @@ public:
     std::int64_t columnInt(int i) const { return sqlite3_column_int64(stmt_, i); }
     double columnDouble(int i) const { return sqlite3_column_double(stmt_, i); }
     std::string columnText(int i) const;
+    // The same text without a copy: valid until the statement steps again or is reset.
+    std::string_view columnView(int i) const;
     std::optional<std::string> columnOptText(int i) const;
     std::optional<std::int64_t> columnOptInt(int i) const;
     bool columnIsNull(int i) const { return sqlite3_column_type(stmt_, i) == SQLITE_NULL; }
