@@ -208,6 +208,10 @@ void Daemon::scheduleCycle() {
     request.paths.assign(dirtyPaths_.begin(), dirtyPaths_.end());
     dirtyPaths_.clear();
     fullRescanWanted_ = false;
+    // The watcher's undelivered reports are covered by this rescan. At start-
+    // up they are every directory (each reported once its watch exists), and
+    // delivered they made the next cycle walk the whole tree again.
+    if (request.fullRescan && watcher_) watcher_->dropReported();
     // These syncs saw their rescan start: they are answered once the engine
     // has read everything and every mart absorbed it.
     for (auto id : syncWaiters_) drainingSyncs_.push_back(id);

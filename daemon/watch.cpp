@@ -864,6 +864,10 @@ void Watcher::addRoot(const std::string& path) {
     if (impl_) impl_->addRoot(path);
 }
 
+void Watcher::dropReported() {
+    if (impl_) impl_->pending_.clear();
+}
+
 std::vector<WatchRootState> Watcher::roots() const {
     std::vector<WatchRootState> out;
     if (!impl_) return out;

@@ -81,6 +81,12 @@ class Watcher {
     // watches). Every directory present is reported in the next onChanges so
     // the owner scans it. Adding the same root twice does nothing.
     void addRoot(const std::string& path);
+    // The owner is starting a full rescan, which stats every file after this
+    // call: whatever was reported so far and not yet delivered is covered by
+    // it (its watch existed when it was reported), so it is dropped. What the
+    // kernel reports from now on is delivered as usual; so is a pending
+    // request to rescan.
+    void dropReported();
     std::vector<WatchRootState> roots() const;
     void close();
 

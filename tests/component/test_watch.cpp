@@ -241,6 +241,21 @@ TEST_CASE("every directory present is reported in the first onChanges") {
     CHECK(h.finish() == 0);
 }
 
+TEST_CASE("reports dropped for a rescan are not delivered; later ones are") {
+    TempDir tmp;
+    const std::string root = tmp / "root";
+    mkdirs(root + "/p1");
+    Harness h;
+    h.w().addRoot(root);  // reports root and root/p1
+    h.w().dropReported();
+    h.runFor(3 * etld::daemon::kSettleMs);
+    CHECK(h.batches.empty());
+    append(root + "/p1/a.jsonl");
+    CHECK(h.runUntil([&] { return h.saw(root + "/p1/a.jsonl"); }));
+    CHECK_FALSE(h.saw(root));
+    CHECK(h.finish() == 0);
+}
+
 TEST_CASE("an append to a file is reported") {
     TempDir tmp;
     const std::string root = tmp / "root";
