@@ -565,8 +565,10 @@ IngestEngine::IngestEngine(std::vector<ProviderRoots> roots, const sources::Pric
 
 IngestEngine::~IngestEngine() = default;
 
+void IngestEngine::dropReadAhead() { readAhead_.reset(); }
+
 void IngestEngine::setBeforeReadForTest(std::function<void(const std::string& path)> hook) {
-    readAhead_.reset();  // its helper calls the hook
+    dropReadAhead();  // its helper calls the hook
     beforeRead_ = std::move(hook);
 }
 

@@ -170,6 +170,11 @@ public:
     Result<RepriceReport> repriceStep(store::Connection& db, std::int64_t afterId,
                                       std::int64_t endId, std::int64_t batch);
 
+    // Writer thread: stops the helper a cycle left reading ahead and drops
+    // what it read, before the price table it parses with is replaced (the
+    // new table prices what is written from then on).
+    void dropReadAhead();
+
     // Writer thread: the sources block of the status (watching is the loop's).
     std::vector<status::SourceState> sourcesState() const;
     // Every directory scanned, as configured now (for the watcher).

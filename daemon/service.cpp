@@ -4,12 +4,14 @@
 // function here runs on the loop thread unless it says otherwise.
 //
 // The reload and the writer thread: the ingest engine holds a reference to
-// prices_ and reads it only inside writer tasks. A reload is therefore itself
-// a writer task: it reads and parses the file on the writer thread (the loop
-// never waits on the disk) and swaps prices_ there, between two tasks, so no
-// task ever sees a table half-replaced and no lock is needed. The loop thread
-// never touches prices_ after start(). Costs are computed once, when an event
-// is written: the new table prices what is written from then on.
+// prices_ and reads it inside writer tasks and on its read-ahead helper, which
+// a cycle may leave running between tasks. A reload is therefore itself a
+// writer task: it reads and parses the file on the writer thread (the loop
+// never waits on the disk), stops that helper (dropping what it parsed with
+// the old table) and swaps prices_ there, between two tasks, so nothing ever
+// sees a table half-replaced and no lock is needed. The loop thread never
+// touches prices_ after start(). Costs are computed once, when an event is
+// parsed for writing: the new table prices what is written from then on.
 #include <csignal>
 
 #include "daemon.h"
@@ -63,9 +65,11 @@ void Daemon::reloadPricing() {
     systemd_->reloading();
     // Writer thread: read, parse, swap (see the comment at the top).
     writer_->post(
-        [file = options_.pricingFile, prices = &prices_](store::Connection&) -> Status {
+        [file = options_.pricingFile, prices = &prices_,
+         engine = ingest_.get()](store::Connection&) -> Status {
             auto table = sources::PriceTable::load(file);
             if (!table) return table.error();
+            engine->dropReadAhead();
             *prices = std::move(table).value();
             return {};
         },

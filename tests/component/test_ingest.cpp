@@ -757,6 +757,34 @@ TEST_CASE("a plain continuation takes up the steps read ahead, counting their by
     CHECK(readsOnCaller.load() == 0);  // every read on the helper thread
 }
 
+TEST_CASE("dropping the read-ahead before a price change prices every later step with the new table") {
+    // What SIGHUP's reload does: the helper a cycle left reading ahead parses
+    // (and prices) with the table the engine refers to, so it is stopped and
+    // its steps dropped before that table is replaced.
+    Fixture f;
+    const int n = appendLines(f.file, 3 * kStepBytes);
+    std::atomic<int> reads{0};
+    f.engine->setBeforeReadForTest([&](const std::string&) { ++reads; });
+    CycleRequest req;
+    req.fullRescan = true;
+    auto first = f.engine->runCycle(f.db, req, {}, {}, 1);
+    REQUIRE(first.ok());
+    REQUIRE(first->morePending);
+    const std::int64_t priced = f.count();  // by the embedded table: far below $2 a line
+    while (reads.load() < 2) std::this_thread::yield();  // the helper is reading the next step
+    f.engine->dropReadAhead();
+    f.prices = sources::PriceTable::fromJson(
+                   R"({"claude-sonnet-4-20250514": {"input_cost_per_token": 1.0, "output_cost_per_token": 1.0,)"
+                   R"( "litellm_provider": "anthropic", "mode": "chat"}})")
+                   .value();
+    f.cycle(false);
+    CHECK(f.count() == n);
+    // 1 input and 1 output token per line at $1 each, for every line the
+    // first step did not write.
+    CHECK(f.count("cost_usd = 2.0") == n - priced);
+    f.engine->setBeforeReadForTest({});
+}
+
 TEST_CASE("a step failing while the next ones are read ahead keeps the committed steps only") {
     // Six steps: when the second fails, the helper has read up to
     // kReadAheadSteps past it; those are dropped, and read again.
