@@ -81,9 +81,9 @@ LineResult parseClaudeLine(std::string_view line, std::uint64_t offset, const Fi
     // as skipped), without building its document.
     if (!json::mayHaveKey(line, "\"usage\""))
         return json::isValid(line) ? LineResult::notUsage() : LineResult::skipped("malformed_json");
-    std::string lineCopy;  // d's strings point into it
-    rapidjson::Document d;
-    if (auto outcome = json::parseLineObject(line, lineCopy, d)) return *outcome;
+    json::LineScratch& scratch = json::lineScratch();
+    if (auto outcome = json::parseLineObject(line, scratch)) return *outcome;
+    const rapidjson::Document& d = scratch.doc();
 
     // Where the record is: the line itself, or an agent-progress line's data.message.
     const Value* rec = &d;

@@ -137,9 +137,9 @@ Result<CodexFileState> loadCodexState(std::string_view text) {
 
 LineResult parseCodexLine(std::string_view line, std::uint64_t offset, const FileContext& file,
                           CodexFileState& state, const PriceTable& prices) {
-    std::string lineCopy;  // d's strings point into it
-    rapidjson::Document d;
-    if (auto outcome = json::parseLineObject(line, lineCopy, d)) return *outcome;
+    json::LineScratch& scratch = json::lineScratch();
+    if (auto outcome = json::parseLineObject(line, scratch)) return *outcome;
+    const rapidjson::Document& d = scratch.doc();
     const std::optional<std::string_view> type = json::stringMember(d, "type");
     const Value* payload = json::objectMember(d, "payload");
     if (!type || payload == nullptr) return LineResult::notUsage();

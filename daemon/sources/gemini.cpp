@@ -106,9 +106,9 @@ Result<GeminiFileState> loadGeminiState(std::string_view text) {
 
 LineResult parseGeminiLine(std::string_view line, std::uint64_t offset, const FileContext& file,
                            GeminiFileState& state, const PriceTable& prices) {
-    std::string lineCopy;  // d's strings point into it
-    rapidjson::Document d;
-    if (auto outcome = json::parseLineObject(line, lineCopy, d)) return *outcome;
+    json::LineScratch& scratch = json::lineScratch();
+    if (auto outcome = json::parseLineObject(line, scratch)) return *outcome;
+    const rapidjson::Document& d = scratch.doc();
 
     const bool isRecord = json::stringMember(d, "type") == "gemini";
     const std::optional<std::string_view> lineModel = json::nonEmptyString(d, "model");

@@ -64,11 +64,25 @@ bool parseInPlace(rapidjson::Document& doc, std::string& buffer, std::string_vie
     return !doc.HasParseError();
 }
 
-std::optional<LineResult> parseLineObject(std::string_view line, std::string& buffer,
-                                          rapidjson::Document& doc) {
+LineScratch::LineScratch()
+    : pool_(new char[kPoolBytes]), values_(pool_.get(), kPoolBytes), doc_(&values_) {}
+
+LineScratch& lineScratch() {
+    thread_local LineScratch scratch;
+    return scratch;
+}
+
+std::optional<LineResult> parseLineObject(std::string_view line, LineScratch& scratch) {
     if (line.find_first_not_of(" \t\r") == std::string_view::npos) return LineResult::notUsage();
-    if (!parseInPlace(doc, buffer, line)) return LineResult::skipped("malformed_json");
-    if (!doc.IsObject()) return LineResult::notUsage();
+    // The last line's values go: the pool starts over in its own buffer
+    // (chunks a large line added are freed), and a copy buffer grown by an
+    // unusually long line is let go of.
+    constexpr std::size_t kKeepBufferBytes = 1 << 20;
+    scratch.doc_.SetNull();
+    scratch.values_.Clear();
+    if (scratch.buffer_.capacity() > kKeepBufferBytes) std::string().swap(scratch.buffer_);
+    if (!parseInPlace(scratch.doc_, scratch.buffer_, line)) return LineResult::skipped("malformed_json");
+    if (!scratch.doc_.IsObject()) return LineResult::notUsage();
     return std::nullopt;
 }
 

@@ -12,7 +12,9 @@
 #include <rapidjson/stringbuffer.h>
 #include <rapidjson/writer.h>
 
+#include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -43,11 +45,35 @@ bool isValid(std::string_view text);
 // key is certainly absent, so a parser may skip building the document.
 bool mayHaveKey(std::string_view line, std::string_view quotedKey);
 
-// One transcript line as a JSON object in `doc` (its strings pointing into
-// `buffer`), or the line's outcome when it is none: a blank line or a value
-// that is not an object is not usage; malformed JSON is a skipped line.
-std::optional<LineResult> parseLineObject(std::string_view line, std::string& buffer,
-                                          rapidjson::Document& doc);
+// What a transcript line is parsed in: a copy of it (the document's strings
+// point into it) and the document, with a pool for its values. One per
+// thread (lineScratch()), kept from line to line: a fresh copy and document
+// per line cost an allocation of the line's size and one of 64 KiB, for
+// every line of every file. One line at a time: parsing the next line
+// replaces what the last one gave.
+class LineScratch {
+public:
+    LineScratch();
+    LineScratch(const LineScratch&) = delete;
+    LineScratch& operator=(const LineScratch&) = delete;
+    const rapidjson::Document& doc() const { return doc_; }
+
+private:
+    friend std::optional<LineResult> parseLineObject(std::string_view line, LineScratch& scratch);
+    static constexpr std::size_t kPoolBytes = 64 * 1024;
+    std::unique_ptr<char[]> pool_;
+    rapidjson::MemoryPoolAllocator<> values_;
+    std::string buffer_;
+    rapidjson::Document doc_;
+};
+
+// This thread's.
+LineScratch& lineScratch();
+
+// One transcript line as a JSON object in `scratch.doc()`, or the line's
+// outcome when it is none: a blank line or a value that is not an object is
+// not usage; malformed JSON is a skipped line.
+std::optional<LineResult> parseLineObject(std::string_view line, LineScratch& scratch);
 
 bool parseInPlace(rapidjson::Document& doc, std::string& buffer, std::string_view text);
 
