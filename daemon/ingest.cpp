@@ -420,14 +420,9 @@ public:
     }
     // A step written: its records are freed on the helper thread (they were
     // a few percent of the writer's time), or here once the helper ended.
-    void recycle(ReadStep&& spent) {
-        std::unique_lock lock(mutex_);
-        if (ended_) {
-            lock.unlock();
-            ReadStep gone = std::move(spent);
-            return;
-        }
-        spent_.push_back(std::move(spent));
+    void recycle(ReadStep spent) {
+        std::lock_guard lock(mutex_);
+        if (!ended_) spent_.push_back(std::move(spent));
     }
 
 private:
