@@ -205,13 +205,17 @@ void Daemon::scheduleCycle() {
     CycleRequest request;
     request.fullRescan = fullRescanWanted_ || !syncWaiters_.empty() || jobStarting;
     request.rereadAll = jobStarting && job_->force;
-    request.paths.assign(dirtyPaths_.begin(), dirtyPaths_.end());
+    // A full rescan stats every file after this point, so it covers every
+    // path reported so far, delivered or not: at start-up the watcher reports
+    // every directory once its watch exists, and stat'ing them too walked the
+    // whole tree a second time.
+    if (request.fullRescan) {
+        if (watcher_) watcher_->dropReported();
+    } else {
+        request.paths.assign(dirtyPaths_.begin(), dirtyPaths_.end());
+    }
     dirtyPaths_.clear();
     fullRescanWanted_ = false;
-    // The watcher's undelivered reports are covered by this rescan. At start-
-    // up they are every directory (each reported once its watch exists), and
-    // delivered they made the next cycle walk the whole tree again.
-    if (request.fullRescan && watcher_) watcher_->dropReported();
     // These syncs saw their rescan start: they are answered once the engine
     // has read everything and every mart absorbed it.
     for (auto id : syncWaiters_) drainingSyncs_.push_back(id);
