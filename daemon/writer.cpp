@@ -10,6 +10,11 @@ std::int64_t monotonicMicros() { return static_cast<std::int64_t>(uv_hrtime() / 
 }  // namespace
 
 Writer::Writer(uv_loop_t* loop, store::Connection db) : db_(std::move(db)) {
+    auto limits = WalCheckpointer::defaultLimits(db_);
+    auto checkpointer = limits ? WalCheckpointer::start(db_, *limits)
+                               : Result<std::unique_ptr<WalCheckpointer>>(limits.error());
+    if (checkpointer) checkpointer_ = std::move(*checkpointer);
+    else log::warning("WAL checkpoints stay in the writer's commits: " + checkpointer.error().message);
     uv_async_init(loop, async_.get(), &Writer::onAsync);
     async_.markInitialized();
     async_.get()->data = this;
@@ -34,6 +39,7 @@ void Writer::stop() {
     }
     wake_.notify_one();
     thread_.join();
+    checkpointer_.reset();
     drainCompletions();
     async_.close();
 }

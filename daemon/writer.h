@@ -2,7 +2,8 @@
 //
 // The loop thread posts tasks; each runs on the writer thread with the
 // connection, and its completion runs back on the loop thread (woken through
-// a uv_async_t). The loop never waits on the disk. Tasks run one at a time,
+// a uv_async_t). The loop never waits on the disk. WAL checkpoints run on a
+// thread of their own (wal_checkpointer.h), not in the writer's commits. Tasks run one at a time,
 // in the order posted. The watchdog asks healthy(): idle, or the current
 // task started recently enough (test hooks can wedge it to prove the check).
 #pragma once
@@ -13,11 +14,13 @@
 #include <condition_variable>
 #include <deque>
 #include <functional>
+#include <memory>
 #include <mutex>
 #include <thread>
 
 #include "store/sqlite.h"
 #include "uv_handle.h"
+#include "wal_checkpointer.h"
 
 namespace etld::daemon {
 
@@ -61,6 +64,8 @@ private:
     static void onAsync(uv_async_t* async) noexcept;
 
     store::Connection db_;  // touched by the writer thread only
+    // Hooked into db_'s commits: gone before db_ (stop(), or member order).
+    std::unique_ptr<WalCheckpointer> checkpointer_;
     UvHandle<uv_async_t> async_;
     std::mutex mutex_;
     std::condition_variable wake_;
