@@ -155,6 +155,34 @@ TEST_CASE("the writer's tasks commit to the store it was given") {
     CHECK(uv_loop_close(&loop) == 0);
 }
 
+TEST_CASE("the writer's commits leave WAL checkpoints to the checkpointer thread") {
+    TempDir dir;
+    uv_loop_t loop;
+    REQUIRE(uv_loop_init(&loop) == 0);
+    auto db = store::openWriter(dir.file("etl.db"));
+    REQUIRE(db);
+    REQUIRE(*db->queryInt("PRAGMA wal_autocheckpoint") > 0);  // SQLite's own, as opened
+    std::int64_t autoPagesInTask = -1;
+    {
+        Writer writer(&loop, std::move(db).value());
+        writer.post(
+            [&](store::Connection& c) -> Status {
+                // 0: SQLite's automatic checkpoint is not the WAL hook any more.
+                auto pages = c.queryInt("PRAGMA wal_autocheckpoint");
+                if (!pages) return pages.error();
+                autoPagesInTask = *pages;
+                return {};
+            },
+            [&](const Status& st) {
+                CHECK(st.ok());
+                writer.stop();
+            });
+        CHECK(uv_run(&loop, UV_RUN_DEFAULT) == 0);
+    }
+    CHECK(autoPagesInTask == 0);
+    CHECK(uv_loop_close(&loop) == 0);
+}
+
 TEST_CASE("healthy() is false while a task blocks longer than the limit, true once idle") {
     uv_loop_t loop;
     REQUIRE(uv_loop_init(&loop) == 0);
