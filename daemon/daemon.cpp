@@ -8,7 +8,6 @@
 
 #include "etld_config.h"
 #include "log.h"
-#include "store/marts.h"
 #include "store/schema.h"
 #include "store/store.h"
 #include "util/paths.h"
@@ -28,6 +27,9 @@ constexpr std::uint64_t kRetryMaxMs = 30 * 1000;
 // Events a mart absorbs per refresh step: each step is one transaction, so
 // status keeps answering and last_refresh_ts keeps moving during a backlog.
 constexpr std::int64_t kMartStepEvents = 5000;
+// The least backlog a refresh step takes on while the writer waits for a
+// read: smaller batches would cost the marts more per event.
+constexpr std::int64_t kMartIdleMinEvents = kMartStepEvents / 2;
 // Ingest steps per writer task: between tasks, live appends, syncs and job
 // steps get their turn on the writer.
 constexpr std::int64_t kStepsPerCycleTask = 8;
@@ -238,12 +240,25 @@ void Daemon::scheduleCycle() {
                 snap.recordedAt = step.committedAt;
                 return store::recordDaemonState(conn, snap);
             };
+            std::int64_t unabsorbed = 0;  // events the marts have not refreshed, about
             auto afterStep = [&](const StepReport& step) {
                 writer->heartbeat();
                 eventsInCycle += step.eventsChanged;
+                unabsorbed += step.eventsChanged;
                 reportCounters(db, step.committedAt, eventsInCycle);
             };
-            auto cycle = engine->runCycle(db, request, inStep, afterStep, kStepsPerCycleTask);
+            // While the engine waits for a step to be read, the marts absorb
+            // what is committed: a refresh step the cycle's end would run
+            // anyway, taken from time the writer would spend idle (0.1-0.5 s
+            // of a 1 GB first ingest).
+            auto whileReading = [&](store::Connection& conn) -> Result<bool> {
+                if (holdRefresh_.load() || unabsorbed < kMartIdleMinEvents) return false;
+                auto stats = refreshMartsStep(conn);
+                if (!stats) return stats.error();
+                unabsorbed = stats->caughtUp ? 0 : std::max<std::int64_t>(0, unabsorbed - stats->eventsAbsorbed);
+                return !stats->caughtUp;
+            };
+            auto cycle = engine->runCycle(db, request, inStep, afterStep, kStepsPerCycleTask, whileReading);
             if (!cycle) return cycle.error();
             *report = *cycle;
             report->sources = engine->sourcesState();
@@ -257,14 +272,21 @@ void Daemon::scheduleCycle() {
 // each reported to the loop like an ingest step.
 Status Daemon::refreshMartsInSteps(store::Connection& db, std::int64_t maxSteps) {
     for (std::int64_t step = 0; maxSteps < 0 || step < maxSteps; ++step) {
-        const UnixMicros now = clock_.now();
-        auto stats = store::refreshMarts(db, now, kMartStepEvents);
+        auto stats = refreshMartsStep(db);
         if (!stats) return stats.error();
-        writer_->heartbeat();
-        reportCounters(db, now);
         if (stats->caughtUp) break;
     }
     return {};
+}
+
+// Writer thread: one bounded refresh step, reported to the loop.
+Result<store::RefreshStats> Daemon::refreshMartsStep(store::Connection& db) {
+    const UnixMicros now = clock_.now();
+    auto stats = store::refreshMarts(db, now, kMartStepEvents);
+    if (!stats) return stats.error();
+    writer_->heartbeat();
+    reportCounters(db, now);
+    return stats;
 }
 
 // Writer thread: sends the store's counters and the engine's sources to the

@@ -23,6 +23,7 @@
 #include "sources/pricing.h"
 #include "subscriptions.h"
 #include "status/status.h"
+#include "store/marts.h"
 #include "store/store.h"
 #include "util/instance_lock.h"
 #include "util/time.h"
@@ -96,6 +97,7 @@ private:
     void onStepCommitted(status::StatusInput counters, std::vector<status::SourceState> sources,
                          UnixMicros committedAt, std::int64_t eventsInCycle);
     Status refreshMartsInSteps(store::Connection& db, std::int64_t maxSteps = -1);
+    Result<store::RefreshStats> refreshMartsStep(store::Connection& db);
     void reportCounters(store::Connection& db, UnixMicros committedAt,
                         std::optional<std::int64_t> eventsInCycle = std::nullopt);
     void answerSync(const Call& call);

@@ -404,6 +404,11 @@ public:
         changed_.notify_all();
         if (thread_.joinable()) thread_.join();
     }
+    // Whether next() would return at once.
+    bool ready() {
+        std::lock_guard lock(mutex_);
+        return !ready_.empty() || ended_;
+    }
     // The next step, once read (after start()); nullopt when nothing is left.
     std::optional<ReadStep> next() {
         std::unique_lock lock(mutex_);
@@ -743,7 +748,8 @@ void IngestEngine::statPath(const std::string& path, std::set<std::string>& seen
 Result<CycleReport> IngestEngine::runCycle(
     store::Connection& db, const CycleRequest& request,
     const std::function<Status(store::Connection&, const StepReport&)>& inStep,
-    const std::function<void(const StepReport&)>& afterStep, std::int64_t maxSteps) {
+    const std::function<void(const StepReport&)>& afterStep, std::int64_t maxSteps,
+    const std::function<Result<bool>(store::Connection&)>& whileReading) {
     // The steps the previous cycle read ahead (it stopped at maxSteps with
     // bytes left, and its helper went on reading through the daemon's mart
     // refresh) are this cycle's own when it stats nothing: the same committed
@@ -783,7 +789,21 @@ Result<CycleReport> IngestEngine::runCycle(
     // stops the helper; what it read and nobody took up is dropped with it.
     if (!ahead) ahead = std::make_unique<ReadAhead>(*this);
     ahead->start();
-    std::optional<ReadStep> step = ahead->next();
+    // The next step; while it is still being read, the writer does
+    // `whileReading`'s work for as long as it has some, rather than wait.
+    auto nextStep = [&]() -> Result<std::optional<ReadStep>> {
+        if (whileReading) {
+            while (!ahead->ready()) {
+                auto worked = whileReading(db);
+                if (!worked) return worked.error();
+                if (!*worked) break;
+            }
+        }
+        return ahead->next();
+    };
+    auto first = nextStep();
+    if (!first) return first.error();
+    std::optional<ReadStep> step = std::move(*first);
     if (!step) {
         if (vanished_.empty()) {
             // Nothing to read or forget (a rescan that found everything as
@@ -810,7 +830,9 @@ Result<CycleReport> IngestEngine::runCycle(
             if (report.morePending) readAhead_ = std::move(ahead);  // reading on meanwhile
             break;
         }
-        step = ahead->next();
+        auto next = nextStep();
+        if (!next) return next.error();
+        step = std::move(*next);
         if (!step) break;  // nothing was left to read
     }
     report.bytesReadBySteps = bytesReadBySteps_;

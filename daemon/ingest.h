@@ -148,11 +148,14 @@ public:
     // steps, at most `maxSteps` of them (<= 0: until nothing is left); what
     // is left stays pending for the next call (morePending). `inStep` runs
     // inside each step's transaction before its commit (the daemon records
-    // its snapshot there); `afterStep` after each commit.
+    // its snapshot there); `afterStep` after each commit. While the next step
+    // is still being read, `whileReading` runs (between transactions) as
+    // long as it returns true: it did some work and has more.
     Result<CycleReport> runCycle(store::Connection& db, const CycleRequest& request,
                                  const std::function<Status(store::Connection&, const StepReport&)>& inStep,
                                  const std::function<void(const StepReport&)>& afterStep,
-                                 std::int64_t maxSteps = 0);
+                                 std::int64_t maxSteps = 0,
+                                 const std::function<Result<bool>(store::Connection&)>& whileReading = {});
     bool hasPendingWork() const;
 
     // Writer thread, forced backfill: every known file is read again from

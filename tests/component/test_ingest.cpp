@@ -12,6 +12,7 @@
 #include <atomic>
 #include <cstdio>
 #include <fstream>
+#include <future>
 #include <memory>
 #include <set>
 #include <string>
@@ -755,6 +756,81 @@ TEST_CASE("a plain continuation takes up the steps read ahead, counting their by
     CHECK(f.claude().bytesPending == 0);
     CHECK(reads.load() == steps);  // one read of the file per step: none read twice
     CHECK(readsOnCaller.load() == 0);  // every read on the helper thread
+}
+
+namespace {
+
+// Holds the helper's read of a step's file until `release` runs (or 30 s
+// pass, which the test then reports): the writer finds that step not read.
+struct HeldRead {
+    std::promise<void> promise;
+    std::shared_future<void> released = promise.get_future().share();
+    std::atomic<bool> releasedInTime{false};
+    std::atomic<int> reads{0};
+    void install(IngestEngine& engine, int heldRead) {
+        engine.setBeforeReadForTest([this, heldRead](const std::string&) {
+            if (++reads == heldRead)
+                releasedInTime = released.wait_for(std::chrono::seconds(30)) == std::future_status::ready;
+        });
+    }
+    void release() { promise.set_value(); }
+};
+
+}  // namespace
+
+TEST_CASE("while a step is still being read, the writer runs the cycle's other work instead of waiting") {
+    Fixture f;
+    const int n = appendLines(f.file, 2 * kStepBytes + kStepBytes / 2);  // three steps
+    HeldRead held;
+    held.install(*f.engine, 2);  // the second step's read waits for the work below
+    int calls = 0;
+    std::int64_t eventsSeen = -1;
+    bool outsideTransactions = true;
+    CycleRequest req;
+    req.fullRescan = true;
+    auto cycle = f.engine->runCycle(f.db, req, {}, {}, 0, [&](store::Connection& db) -> Result<bool> {
+        outsideTransactions = outsideTransactions && sqlite3_get_autocommit(db.handle()) != 0;
+        if (f.count() == 0) return false;  // nothing committed yet: nothing to do
+        if (++calls == 1) {
+            eventsSeen = f.count();  // what the first step committed
+            held.release();
+        }
+        return calls == 1;  // some work done, and more: asked again while the read is pending
+    });
+    f.engine->setBeforeReadForTest({});
+    REQUIRE(cycle.ok());
+    CHECK(held.releasedInTime.load());  // released by the work, not by the timeout
+    CHECK(calls >= 1);
+    CHECK(eventsSeen > 0);
+    CHECK(eventsSeen < n);
+    CHECK(outsideTransactions);  // between steps: no transaction open
+    CHECK(f.count() == n);
+    CHECK(cycle->steps >= 3);
+}
+
+TEST_CASE("an error of the work done while a read is pending fails the cycle, committed steps kept") {
+    Fixture f;
+    const int n = appendLines(f.file, 2 * kStepBytes + kStepBytes / 2);
+    HeldRead held;
+    held.install(*f.engine, 2);
+    std::int64_t committedBefore = -1;
+    CycleRequest req;
+    req.fullRescan = true;
+    auto failing = f.engine->runCycle(f.db, req, {}, {}, 0, [&](store::Connection&) -> Result<bool> {
+        if (f.count() == 0) return false;
+        committedBefore = f.count();
+        held.release();
+        return Error{"store_full", "disk full"};
+    });
+    f.engine->setBeforeReadForTest({});
+    REQUIRE_FALSE(failing.ok());
+    CHECK(failing.error().code == "store_full");
+    CHECK(held.releasedInTime.load());
+    CHECK(committedBefore > 0);
+    CHECK(f.count() == committedBefore);  // the failure wrote nothing more
+    f.cycle();  // the daemon's retry: a full rescan
+    CHECK(f.count() == n);
+    CHECK(f.sum("output_tokens") == n);
 }
 
 TEST_CASE("dropping the read-ahead before a price change prices every later step with the new table") {
