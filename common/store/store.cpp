@@ -5,6 +5,8 @@
 #include <rapidjson/writer.h>
 #include <sys/stat.h>
 
+#include <algorithm>
+#include <string_view>
 #include <tuple>
 #include <vector>
 
@@ -160,11 +162,10 @@ Result<UncountedTail> readUncountedTail(Connection& db) {
     if (*version < kCountsWatermarkSchema) return tail;
     auto through = db.queryInt("SELECT last_id FROM event_counts_through");
     if (!through) return through.error();
-    // NOT INDEXED: the planner would otherwise walk idx_events_provider
-    // whole to get the groups in order; the primary key's range is tiny.
-    auto rows = db.cached(
-        "SELECT provider, cost_source, COUNT(*) FROM usage_events NOT INDEXED WHERE id > ?1 "
-        "GROUP BY 1, 2");
+    // The primary key's range, counted here: a GROUP BY sorted the rows
+    // first (a step's fold was 3% of a first ingest's writer thread). NOT
+    // INDEXED: the planner could otherwise walk idx_events_provider whole.
+    auto rows = db.cached("SELECT provider, cost_source FROM usage_events NOT INDEXED WHERE id > ?1");
     if (!rows) return rows.error();
     Statement& r = **rows;
     r.bind(1, *through);
@@ -175,9 +176,15 @@ Result<UncountedTail> readUncountedTail(Connection& db) {
             return row.error();
         }
         if (!*row) break;
-        tail.emplace_back(r.columnText(0), r.columnText(1), r.columnInt(2));
+        const std::string_view provider = r.columnView(0), costSource = r.columnView(1);
+        auto same = std::find_if(tail.begin(), tail.end(), [&](const auto& t) {
+            return std::get<0>(t) == provider && std::get<1>(t) == costSource;
+        });
+        if (same == tail.end()) tail.emplace_back(std::string(provider), std::string(costSource), 1);
+        else ++std::get<2>(*same);
     }
     r.reset();
+    std::sort(tail.begin(), tail.end());  // in key order, as the GROUP BY gave them
     return tail;
 }
 
