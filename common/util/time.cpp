@@ -90,6 +90,22 @@ std::string formatStatusTime(UnixMicros t) {
 
 std::string formatEventTime(UnixMicros t) {
     const Civil c = civilFromMicros(t);
+    if (c.year >= 0 && c.year <= 9999) {
+        // Every event's timestamp passes here: written out by hand, as
+        // snprintf's format parsing was 3% of a first ingest's parsing.
+        std::string out = "0000-00-00T00:00:00.000Z";
+        auto put = [&out](std::size_t at, std::size_t width, std::uint64_t v) {
+            for (std::size_t i = width; i-- > 0; v /= 10) out[at + i] = static_cast<char>('0' + v % 10);
+        };
+        put(0, 4, static_cast<std::uint64_t>(c.year));
+        put(5, 2, c.month);
+        put(8, 2, c.day);
+        put(11, 2, c.hour);
+        put(14, 2, c.minute);
+        put(17, 2, c.second);
+        put(20, 3, static_cast<std::uint64_t>(c.micros / 1000));
+        return out;
+    }
     char buf[40];
     std::snprintf(buf, sizeof buf, "%04lld-%02u-%02uT%02u:%02u:%02u.%03lldZ",
                   static_cast<long long>(c.year), c.month, c.day, c.hour, c.minute, c.second,
