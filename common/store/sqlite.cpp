@@ -24,18 +24,22 @@ Error sqliteError(sqlite3* db, int rc, std::string_view what) {
 }
 
 Statement& Statement::bind(int i, std::int64_t v) {
+    used_ = true;
     sqlite3_bind_int64(stmt_, i, v);
     return *this;
 }
 Statement& Statement::bind(int i, double v) {
+    used_ = true;
     sqlite3_bind_double(stmt_, i, v);
     return *this;
 }
 Statement& Statement::bind(int i, std::string_view v) {
+    used_ = true;
     sqlite3_bind_text(stmt_, i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT);
     return *this;
 }
 Statement& Statement::bindView(int i, std::string_view v) {
+    used_ = true;
     sqlite3_bind_text(stmt_, i, v.data(), static_cast<int>(v.size()), SQLITE_STATIC);
     return *this;
 }
@@ -46,11 +50,13 @@ Statement& Statement::bind(int i, const std::optional<std::int64_t>& v) {
     return v ? bind(i, *v) : bindNull(i);
 }
 Statement& Statement::bindNull(int i) {
+    used_ = true;
     sqlite3_bind_null(stmt_, i);
     return *this;
 }
 
 Result<bool> Statement::step() {
+    used_ = true;
     const int rc = sqlite3_step(stmt_);
     if (rc == SQLITE_ROW) return true;
     if (rc == SQLITE_DONE) return false;
@@ -69,6 +75,7 @@ Status Statement::run() {
 void Statement::reset() {
     sqlite3_reset(stmt_);
     sqlite3_clear_bindings(stmt_);
+    used_ = false;
 }
 
 std::string Statement::columnText(int i) const { return std::string(columnView(i)); }
@@ -165,7 +172,9 @@ std::size_t Connection::SqlTextHash::operator()(std::string_view sql) const noex
 Result<Statement*> Connection::cached(std::string_view sql) {
     auto it = cache_.find(sql);
     if (it != cache_.end()) {
-        it->second->reset();
+        // Most callers reset (run() does); resetting again cleared every
+        // binding a second time, 1% of a first ingest's writer thread.
+        if (it->second->used()) it->second->reset();
         return it->second.get();
     }
     auto stmt = prepare(sql);

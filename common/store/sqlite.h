@@ -22,11 +22,13 @@ class Statement {
 public:
     Statement() = default;
     explicit Statement(sqlite3_stmt* stmt) : stmt_(stmt) {}
-    Statement(Statement&& o) noexcept : stmt_(std::exchange(o.stmt_, nullptr)) {}
+    Statement(Statement&& o) noexcept
+        : stmt_(std::exchange(o.stmt_, nullptr)), used_(std::exchange(o.used_, false)) {}
     Statement& operator=(Statement&& o) noexcept {
         if (this != &o) {
             finalize();
             stmt_ = std::exchange(o.stmt_, nullptr);
+            used_ = std::exchange(o.used_, false);
         }
         return *this;
     }
@@ -65,10 +67,13 @@ public:
     bool columnIsNull(int i) const { return sqlite3_column_type(stmt_, i) == SQLITE_NULL; }
 
     sqlite3_stmt* handle() const { return stmt_; }
+    // Bound or stepped since the last reset(): a reset would change something.
+    bool used() const { return used_; }
 
 private:
     void finalize();
     sqlite3_stmt* stmt_ = nullptr;
+    bool used_ = false;
 };
 
 class Connection {
