@@ -305,18 +305,33 @@ Status applyEvent(store::Connection& db, EventKeyIndex* keys, const UsageRecord&
     return {};
 }
 
+// Whether `r` is a non-sidechain Claude record whose message-session row and
+// sidechain merge are exactly those of `previous`, the record applied just
+// before it: same message, session, request and key. Its merge would find
+// nothing, as only a sidechain record adds sidechain events, and the row is
+// there. A streamed response's chunks are such runs (half of Claude's
+// records in the benchmark corpus).
+bool repeatsMessageOf(const UsageRecord& r, const UsageRecord* previous) {
+    return previous != nullptr && r.provider == Provider::Claude && previous->provider == Provider::Claude &&
+           !r.isSidechain && !previous->isSidechain && r.messageId == previous->messageId &&
+           r.sessionId == previous->sessionId && r.requestId == previous->requestId &&
+           r.eventKey == previous->eventKey;
+}
+
 // One record against the store. A record `superseded` by a better record of
 // its key in the same step (a streamed response's earlier chunks, a repeated
 // token count) cannot be the stored winner once the step is applied, so its
 // event is not written only to be revised a few records later; what it
 // implies beyond its own event (the sessions its message appears in, the
-// sidechain events it absorbs) is applied all the same.
+// sidechain events it absorbs) is applied all the same, unless the record
+// applied just before it (`previous`) did exactly that.
 Result<ApplyOutcome> applyRecord(store::Connection& db, EventKeyIndex* keys, const UsageRecord& r,
-                                 std::int64_t projectId, bool superseded) {
+                                 std::int64_t projectId, bool superseded, const UsageRecord* previous) {
     ApplyOutcome out;
     if (!superseded)
         if (auto st = applyEvent(db, keys, r, projectId, out); !st) return st.error();
-    if (r.provider == Provider::Claude && !r.messageId.empty() && !r.isSidechain) {
+    if (r.provider == Provider::Claude && !r.messageId.empty() && !r.isSidechain &&
+        !repeatsMessageOf(r, previous)) {
         if (auto st = rememberMessageSession(db, r); !st) return st.error();
         auto merged = mergeSidechains(db, r, r.eventKey);
         if (!merged) return merged.error();
@@ -1208,6 +1223,7 @@ Result<StepReport> IngestEngine::writeStep(
         const double fileMtime = static_cast<double>(f.seenMtimeNs) / 1e9;
         for (std::size_t i = 0; i < p.records.size(); ++i) {
             const UsageRecord& r = p.records[i];
+            const UsageRecord* previous = i > 0 ? &p.records[i - 1] : nullptr;
             const std::string_view provider = sources::providerName(r.provider);
             std::string projectKey = std::string(provider) + '\0' + r.projectSlug;
             const ProjectEntry* known = nullptr;
@@ -1227,7 +1243,7 @@ Result<StepReport> IngestEngine::writeStep(
                 stepProjects[std::move(projectKey)] =
                     ProjectEntry{projectId, !r.cwd.empty() || (known && known->hasPath)};
             }
-            auto applied = applyRecord(db, deferredKeys_.get(), r, projectId, p.superseded[i]);
+            auto applied = applyRecord(db, deferredKeys_.get(), r, projectId, p.superseded[i], previous);
             if (!applied) return applied.error();
             report.eventsChanged += applied->changed;
             report.eventsMerged += applied->merged;

@@ -170,6 +170,12 @@ TEST_CASE("a chunk superseded within its step still lends its session to the mes
     f.cycle(false, {f.file});
     CHECK(f.count() == 1);
     CHECK(f.sum("output_tokens") == 50);
+    // So does one in sB: the record right after sA's names another session,
+    // so it records its own (the chunks of one session skip that repeat).
+    append(f.file, claudeLine("m1", "", 10, 95, "2026-01-01T10:00:02.000Z", "sB", true));
+    f.cycle(false, {f.file});
+    CHECK(f.count() == 1);
+    CHECK(f.sum("output_tokens") == 50);
 }
 
 TEST_CASE("a project first met without a cwd takes the path of the first record that has one") {
