@@ -49,12 +49,12 @@ std::int64_t mtimeNs(const struct stat& st) {
     return static_cast<std::int64_t>(st.st_mtim.tv_sec) * 1'000'000'000 + st.st_mtim.tv_nsec;
 }
 
-// Reads up to n bytes at offset; short only at end of file.
-Result<std::string> readAt(int fd, std::uint64_t offset, std::uint64_t n) {
-    std::string out(n, '\0');
+// Reads up to n bytes at offset into `into`; returns how many, fewer only
+// at end of file.
+Result<std::uint64_t> preadFully(int fd, char* into, std::uint64_t offset, std::uint64_t n) {
     std::uint64_t got = 0;
     while (got < n) {
-        const ssize_t r = ::pread(fd, out.data() + got, n - got, static_cast<off_t>(offset + got));
+        const ssize_t r = ::pread(fd, into + got, n - got, static_cast<off_t>(offset + got));
         if (r < 0) {
             if (errno == EINTR) continue;
             return Error{"read", std::strerror(errno)};
@@ -62,7 +62,16 @@ Result<std::string> readAt(int fd, std::uint64_t offset, std::uint64_t n) {
         if (r == 0) break;
         got += static_cast<std::uint64_t>(r);
     }
-    out.resize(got);
+    return got;
+}
+
+// A small read (a fingerprint, a piece of a line over the budget) as a
+// string of its own.
+Result<std::string> readAt(int fd, std::uint64_t offset, std::uint64_t n) {
+    std::string out(n, '\0');
+    auto got = preadFully(fd, out.data(), offset, n);
+    if (!got) return got.error();
+    out.resize(*got);
     return out;
 }
 
@@ -76,17 +85,9 @@ public:
             data_.reset(new char[n]);  // uninitialized: pread fills what is used
             capacity_ = n;
         }
-        std::uint64_t got = 0;
-        while (got < n) {
-            const ssize_t r = ::pread(fd, data_.get() + got, n - got, static_cast<off_t>(offset + got));
-            if (r < 0) {
-                if (errno == EINTR) continue;
-                return Error{"read", std::strerror(errno)};
-            }
-            if (r == 0) break;
-            got += static_cast<std::uint64_t>(r);
-        }
-        return std::string_view(data_.get(), got);
+        auto got = preadFully(fd, data_.get(), offset, n);
+        if (!got) return got.error();
+        return std::string_view(data_.get(), *got);
     }
 
 private:

@@ -7,6 +7,7 @@
 #include <doctest/doctest.h>
 
 #include <filesystem>
+#include <memory>
 #include <string>
 
 #include "store/store.h"
@@ -28,6 +29,12 @@ store::Connection openStore(const std::string& path) {
     // The migrations' frames go: each test's WAL starts empty.
     REQUIRE(db->exec("PRAGMA wal_checkpoint(TRUNCATE)"));
     return std::move(db).value();
+}
+
+std::unique_ptr<WalCheckpointer> startOn(store::Connection& db, int thresholdPages, int limitPages) {
+    auto started = WalCheckpointer::start(db, {.thresholdPages = thresholdPages, .limitPages = limitPages});
+    REQUIRE(started);
+    return std::move(started).value();
 }
 
 // One transaction of `pages` pages of new rows (a row of ~3 KB per page).
@@ -55,9 +62,8 @@ TEST_CASE("past the threshold, the checkpointer's thread checkpoints, not the co
     // An automatic checkpoint this small would have run in the commits below.
     REQUIRE(db.exec("PRAGMA wal_autocheckpoint = 10"));
     {
-        auto started = WalCheckpointer::start(db, {.thresholdPages = 20, .limitPages = 100000});
-        REQUIRE(started);
-        WalCheckpointer& checkpointer = **started;
+        auto started = startOn(db, 20, 100000);
+        WalCheckpointer& checkpointer = *started;
         checkpointer.holdForTest(true);
         for (int i = 0; i < 8; ++i) commitPages(db, 10);
         // Nothing checkpointed in the commits: the WAL only grew.
@@ -85,9 +91,8 @@ TEST_CASE("a WAL past the limit is checkpointed by the commit that finds it ther
     TempDir dir;
     const std::string path = dir.file("etl.db");
     store::Connection db = openStore(path);
-    auto started = WalCheckpointer::start(db, {.thresholdPages = 10, .limitPages = 40});
-    REQUIRE(started);
-    WalCheckpointer& checkpointer = **started;
+    auto started = startOn(db, 10, 40);
+    WalCheckpointer& checkpointer = *started;
     checkpointer.holdForTest(true);  // a thread that does not keep up
     for (int i = 0; i < 6; ++i) commitPages(db, 15);
     CHECK(checkpointer.counts().byWriter >= 1);
@@ -103,11 +108,10 @@ TEST_CASE("stopping keeps the WAL files, and the data is in the store") {
     const std::string path = dir.file("etl.db");
     {
         store::Connection db = openStore(path);
-        auto started = WalCheckpointer::start(db, {.thresholdPages = 10, .limitPages = 100000});
-        REQUIRE(started);
+        auto started = startOn(db, 10, 100000);
         commitPages(db, 20);
-        REQUIRE((*started)->waitForCheckpointsForTest(1, kWaitMs));
-        started->reset();  // the checkpointer's connection closes first
+        REQUIRE(started->waitForCheckpointsForTest(1, kWaitMs));
+        started.reset();  // the checkpointer's connection closes first
         commitPages(db, 1);
     }
     // Read-only users need -wal and -shm (store.cpp): neither connection's
