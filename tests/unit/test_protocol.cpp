@@ -5,6 +5,7 @@
 #include <doctest/doctest.h>
 
 #include <string>
+#include <string_view>
 
 #include "protocol/protocol.h"
 
@@ -12,9 +13,11 @@ using namespace etld::protocol;
 
 namespace {
 
-rapidjson::Document json(const char* text) {
+// Parsed with its length, as the daemon parses lines: the NUL-terminated
+// overload scans with SSE2 loads that read past the literal's end.
+rapidjson::Document json(std::string_view text) {
     rapidjson::Document d;
-    d.Parse(text);
+    d.Parse(text.data(), text.size());
     REQUIRE_FALSE(d.HasParseError());
     return d;
 }
