@@ -240,7 +240,7 @@ void Daemon::scheduleCycle() {
                 snap.recordedAt = step.committedAt;
                 return store::recordDaemonState(conn, snap);
             };
-            std::int64_t unabsorbed = 0;  // events the marts have not refreshed, about
+            std::int64_t unabsorbed = 0;  // about how many events the marts have yet to absorb
             auto afterStep = [&](const StepReport& step) {
                 writer->heartbeat();
                 eventsInCycle += step.eventsChanged;

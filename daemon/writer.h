@@ -2,10 +2,11 @@
 //
 // The loop thread posts tasks; each runs on the writer thread with the
 // connection, and its completion runs back on the loop thread (woken through
-// a uv_async_t). The loop never waits on the disk. WAL checkpoints run on a
-// thread of their own (wal_checkpointer.h), not in the writer's commits. Tasks run one at a time,
+// a uv_async_t). The loop never waits on the disk. Tasks run one at a time,
 // in the order posted. The watchdog asks healthy(): idle, or the current
 // task started recently enough (test hooks can wedge it to prove the check).
+// WAL checkpoints run on a thread of their own (wal_checkpointer.h), not in
+// the writer's commits.
 #pragma once
 
 #include <uv.h>
