@@ -58,8 +58,11 @@ int WalCheckpointer::onCommit(void* self, sqlite3* db, const char* schema, int w
     auto& c = *static_cast<WalCheckpointer*>(self);
     if (walPages >= c.limits_.limitPages) {
         const int rc = sqlite3_wal_checkpoint_v2(db, schema, SQLITE_CHECKPOINT_PASSIVE, nullptr, nullptr);
-        if (rc != SQLITE_OK && rc != SQLITE_BUSY)
-            log::warning(std::string("WAL checkpoint on the writer failed: ") + sqlite3_errstr(rc));
+        // Logged once until one succeeds: every commit comes here meanwhile.
+        if (rc != SQLITE_OK && rc != SQLITE_BUSY && rc != c.writerFailure_)
+            log::warning(std::string("WAL checkpoint on the writer failed: ") + sqlite3_errstr(rc) +
+                         "; tried again at the next commit");
+        if (rc != SQLITE_BUSY) c.writerFailure_ = rc;
         std::lock_guard lock(c.mutex_);
         ++c.counts_.byWriter;
     } else if (walPages >= c.limits_.thresholdPages) {

@@ -70,6 +70,7 @@ private:
     store::Connection own_;  // used by the thread only
     const Limits limits_;
     int autoPagesBefore_;  // the writer's automatic checkpoint, restored on destruction
+    int writerFailure_ = SQLITE_OK;  // the writer's last checkpoint failure logged
     mutable std::mutex mutex_;
     mutable std::condition_variable changed_;
     bool wanted_ = false;     // guarded by mutex_
