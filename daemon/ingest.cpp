@@ -334,17 +334,16 @@ Status applyEvent(store::Connection& db, EventKeyIndex* keys, const UsageRecord&
     return {};
 }
 
-// Whether `r` is a non-sidechain Claude record whose message-session row and
-// sidechain merge are exactly those of `previous`, the record applied just
-// before it: same message, session, request and key. Its merge would find
-// nothing, as only a sidechain record adds sidechain events, and the row is
-// there. A streamed response's chunks are such runs (half of Claude's
-// records in the benchmark corpus).
+// Whether the non-sidechain Claude record `r` has the message-session row
+// and sidechain merge of `previous`, the record applied just before it: a
+// non-sidechain record of the same message, session and request (hence of
+// the same key). Its merge would find nothing, as only a sidechain record
+// adds sidechain events, and the row is there. A streamed response's chunks
+// are such runs (half of Claude's records in the benchmark corpus).
 bool repeatsMessageOf(const UsageRecord& r, const UsageRecord* previous) {
-    return previous != nullptr && r.provider == Provider::Claude && previous->provider == Provider::Claude &&
-           !r.isSidechain && !previous->isSidechain && r.messageId == previous->messageId &&
-           r.sessionId == previous->sessionId && r.requestId == previous->requestId &&
-           r.eventKey == previous->eventKey;
+    return previous != nullptr && previous->provider == r.provider && !previous->isSidechain &&
+           previous->messageId == r.messageId && previous->sessionId == r.sessionId &&
+           previous->requestId == r.requestId;
 }
 
 // One record against the store. A record `superseded` by a better record of
