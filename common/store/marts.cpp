@@ -932,11 +932,8 @@ struct StepDeltas {
 // ---------------------------------------------------------------------------
 // Watermarks and the step.
 
-struct Watermark {
-    std::int64_t eventId = 0;
-    std::int64_t retractionSeq = 0;
-    bool operator==(const Watermark&) const = default;
-};
+using Watermark = MartWatermark;
+static_assert(std::tuple_size_v<MartWatermarks> == kMartCount);
 
 struct StepResult {
     std::int64_t absorbed = 0, applied = 0;
@@ -944,9 +941,9 @@ struct StepResult {
     Watermark after;
 };
 
-// Steps 1 and 2 of the essay for the marts in `marts`, all at watermark `wm`.
-Result<StepResult> step(Connection& db, const MartSet& marts, Watermark wm, std::int64_t budget) {
-    StepDeltas deltas(marts);
+// The reading half of a step for the marts in `deltas.marts`, all at
+// watermark `wm`: steps 1 and 2 of the essay, folded into `deltas`.
+Result<StepResult> readStep(Connection& db, StepDeltas& deltas, Watermark wm, std::int64_t budget) {
     StepResult r;
     r.after = wm;
 
@@ -975,28 +972,26 @@ Result<StepResult> step(Connection& db, const MartSet& marts, Watermark wm, std:
 
     if (!retractionsDone) {
         r.caughtUp = false;
-    } else {
-        const std::int64_t room = budget - consumed;
-        auto events = db.cached(kSelectEvents);
-        if (!events) return events.error();
-        Statement& es = **events;
-        es.bind(1, wm.eventId).bind(2, room + 1);
-        for (;;) {
-            auto row = es.step();
-            if (!row) return row.error();
-            if (!*row) break;
-            if (r.absorbed == room) {
-                r.caughtUp = false;
-                break;
-            }
-            r.after.eventId = es.columnInt(0);
-            deltas.add(readContribution(es, 1, deltas.arena), 1);
-            ++r.absorbed;
-        }
-        es.reset();
+        return r;
     }
-
-    if (auto st = deltas.flush(db); !st) return st.error();
+    const std::int64_t room = budget - consumed;
+    auto events = db.cached(kSelectEvents);
+    if (!events) return events.error();
+    Statement& es = **events;
+    es.bind(1, wm.eventId).bind(2, room + 1);
+    for (;;) {
+        auto row = es.step();
+        if (!row) return row.error();
+        if (!*row) break;
+        if (r.absorbed == room) {
+            r.caughtUp = false;
+            break;
+        }
+        r.after.eventId = es.columnInt(0);
+        deltas.add(readContribution(es, 1, deltas.arena), 1);
+        ++r.absorbed;
+    }
+    es.reset();
     return r;
 }
 
@@ -1012,6 +1007,16 @@ Result<Watermark> readWatermark(Connection& db, const char* mart) {
     return wm;
 }
 
+Result<MartWatermarks> readWatermarks(Connection& db) {
+    MartWatermarks wms;
+    for (size_t m = 0; m < kMartCount; ++m) {
+        auto wm = readWatermark(db, kMartNames[m]);
+        if (!wm) return wm.error();
+        wms[m] = *wm;
+    }
+    return wms;
+}
+
 Status writeWatermark(Connection& db, const char* mart, const Watermark& wm,
                       const std::string& refreshedAt) {
     return runStatement(db, kWriteWatermark, [&](Statement& s) {
@@ -1025,59 +1030,135 @@ Status requireTransaction(Connection& db) {
     return {};
 }
 
+// Whether anything lies above the lowest of `wms`: events or retractions
+// that a step would read (a prepared step knew only its snapshot's).
+Result<bool> moreAbove(Connection& db, const MartWatermarks& wms) {
+    Watermark lowest = wms[0];
+    for (const Watermark& wm : wms) {
+        lowest.eventId = std::min(lowest.eventId, wm.eventId);
+        lowest.retractionSeq = std::min(lowest.retractionSeq, wm.retractionSeq);
+    }
+    bool more = false;
+    auto row = queryRow(
+        db,
+        "SELECT EXISTS (SELECT 1 FROM usage_events WHERE id > ?1) "
+        "OR EXISTS (SELECT 1 FROM event_retractions WHERE seq > ?2)",
+        [&](Statement& s) { s.bind(1, lowest.eventId).bind(2, lowest.retractionSeq); },
+        [&](Statement& s) { more = s.columnInt(0) != 0; });
+    if (!row) return row.error();
+    return more;
+}
+
 }  // namespace
 
-Result<RefreshStats> refreshMartsInTransaction(Connection& db, UnixMicros now,
-                                               std::int64_t maxEvents) {
-    if (auto st = requireTransaction(db); !st) return st.error();
+// Marts whose watermarks are equal share one pass over the rows (a group).
+struct PreparedRefresh::Impl {
+    struct Group {
+        std::unique_ptr<StepDeltas> deltas;  // its arena: not movable
+        StepResult result;
+    };
+    MartWatermarks from, to;
+    std::vector<Group> groups;
+    std::int64_t rows = 0;
+    bool caughtUp = true;
+};
+
+PreparedRefresh::PreparedRefresh(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+PreparedRefresh::PreparedRefresh(PreparedRefresh&&) noexcept = default;
+PreparedRefresh& PreparedRefresh::operator=(PreparedRefresh&&) noexcept = default;
+PreparedRefresh::~PreparedRefresh() = default;
+const MartWatermarks& PreparedRefresh::from() const { return impl_->from; }
+const MartWatermarks& PreparedRefresh::to() const { return impl_->to; }
+std::int64_t PreparedRefresh::rows() const { return impl_->rows; }
+bool PreparedRefresh::caughtUp() const { return impl_->caughtUp; }
+
+Result<PreparedRefresh> prepareRefresh(Connection& db, std::int64_t maxEvents,
+                                       const std::optional<MartWatermarks>& from) {
     if (maxEvents < 1)
         return Error{"invalid_argument",
                      "maxEvents must be at least 1, got " + std::to_string(maxEvents)};
-
     // One more row than the budget is read to learn whether more remain.
     maxEvents = std::min(maxEvents, std::numeric_limits<std::int64_t>::max() - 1);
 
-    std::array<Watermark, kMartCount> wms;
-    for (size_t m = 0; m < kMartCount; ++m) {
-        auto wm = readWatermark(db, kMartNames[m]);
-        if (!wm) return wm.error();
-        wms[m] = *wm;
+    auto impl = std::make_unique<PreparedRefresh::Impl>();
+    if (from) {
+        impl->from = *from;
+    } else {
+        auto stored = readWatermarks(db);
+        if (!stored) return stored.error();
+        impl->from = *stored;
     }
-
-    RefreshStats stats;
+    impl->to = impl->from;
     MartSet done{};
     for (size_t m = 0; m < kMartCount; ++m) {
         if (done[m]) continue;
         MartSet group{};
-        const Watermark wm = wms[m];
+        const Watermark wm = impl->from[m];
         for (size_t o = m; o < kMartCount; ++o) {
-            if (!done[o] && wms[o] == wm) group[o] = done[o] = true;
+            if (!done[o] && impl->from[o] == wm) group[o] = done[o] = true;
         }
-        auto r = step(db, group, wm, maxEvents);
+        auto deltas = std::make_unique<StepDeltas>(group);
+        auto r = readStep(db, *deltas, wm, maxEvents);
         if (!r) return r.error();
         for (size_t o = 0; o < kMartCount; ++o) {
-            if (group[o]) wms[o] = r->after;
+            if (group[o]) impl->to[o] = r->after;
         }
-        stats.eventsAbsorbed = std::max(stats.eventsAbsorbed, r->absorbed);
-        stats.retractionsApplied = std::max(stats.retractionsApplied, r->applied);
-        stats.caughtUp = stats.caughtUp && r->caughtUp;
+        impl->rows = std::max(impl->rows, r->absorbed + r->applied);
+        impl->caughtUp = impl->caughtUp && r->caughtUp;
+        impl->groups.push_back({std::move(deltas), *r});
+    }
+    return PreparedRefresh(std::move(impl));
+}
+
+Result<std::optional<RefreshStats>> applyPreparedRefreshInTransaction(Connection& db,
+                                                                      const PreparedRefresh& step,
+                                                                      UnixMicros now) {
+    if (auto st = requireTransaction(db); !st) return st.error();
+    const PreparedRefresh::Impl& p = step.impl();
+    auto stored = readWatermarks(db);
+    if (!stored) return stored.error();
+    if (*stored != p.from) return std::optional<RefreshStats>();
+
+    RefreshStats stats;
+    for (const auto& group : p.groups) {
+        if (auto st = group.deltas->flush(db); !st) return st.error();
+        stats.eventsAbsorbed = std::max(stats.eventsAbsorbed, group.result.absorbed);
+        stats.retractionsApplied = std::max(stats.retractionsApplied, group.result.applied);
     }
 
     const std::string refreshedAt = formatStatusTime(now);
     std::int64_t minEvent = std::numeric_limits<std::int64_t>::max();
     std::int64_t minSeq = std::numeric_limits<std::int64_t>::max();
     for (size_t m = 0; m < kMartCount; ++m) {
-        if (auto st = writeWatermark(db, kMartNames[m], wms[m], refreshedAt); !st)
+        if (auto st = writeWatermark(db, kMartNames[m], p.to[m], refreshedAt); !st)
             return st.error();
-        minEvent = std::min(minEvent, wms[m].eventId);
-        minSeq = std::min(minSeq, wms[m].retractionSeq);
+        minEvent = std::min(minEvent, p.to[m].eventId);
+        minSeq = std::min(minSeq, p.to[m].retractionSeq);
     }
     // Every mart has consumed these: nothing will read them again.
     if (auto st = runStatement(db, kPruneRetractions, [&](Statement& s) { s.bind(1, minSeq); });
         !st)
         return st.error();
     stats.watermark = minEvent;
-    return stats;
+    if (p.caughtUp) {
+        auto more = moreAbove(db, p.to);
+        if (!more) return more.error();
+        stats.caughtUp = !*more;
+    } else {
+        stats.caughtUp = false;
+    }
+    return std::optional<RefreshStats>(stats);
+}
+
+Result<RefreshStats> refreshMartsInTransaction(Connection& db, UnixMicros now,
+                                               std::int64_t maxEvents) {
+    if (auto st = requireTransaction(db); !st) return st.error();
+    auto prepared = prepareRefresh(db, maxEvents);
+    if (!prepared) return prepared.error();
+    auto applied = applyPreparedRefreshInTransaction(db, *prepared, now);
+    if (!applied) return applied.error();
+    if (!*applied) return Error{"internal", "the marts' watermarks moved within one transaction"};
+    return **applied;
 }
 
 Result<RefreshStats> refreshMarts(Connection& db, UnixMicros now, std::int64_t maxEvents) {

@@ -9,7 +9,10 @@
 // See marts.cpp for the algorithm and docs/schema.md for the helper tables.
 #pragma once
 
+#include <array>
 #include <cstdint>
+#include <memory>
+#include <optional>
 
 #include "store/sqlite.h"
 #include "util/time.h"
@@ -42,6 +45,62 @@ Result<RefreshStats> refreshMarts(Connection& db, UnixMicros now, std::int64_t m
 // have written part of its rows.
 Result<RefreshStats> refreshMartsInTransaction(Connection& db, UnixMicros now,
                                                std::int64_t maxEvents);
+
+// Where a mart stands: the last event id it read past and the last
+// retraction it considered (mart_watermark), in the order daily, session,
+// project, provider_day, model_day.
+struct MartWatermark {
+    std::int64_t eventId = 0;
+    std::int64_t retractionSeq = 0;
+    bool operator==(const MartWatermark&) const = default;
+};
+using MartWatermarks = std::array<MartWatermark, 5>;
+
+// The reading half of one refresh step, taken apart so that it can run
+// ahead on another connection (daemon/mart_prefetcher.h): the rows above a
+// set of watermarks, read and folded into deltas. Applying it writes them.
+// A snapshot's rows are as good as the writer's own: ids and seqs only grow,
+// so a row committed after the snapshot is above what it read, and a row
+// deleted after it leaves a retraction above what it consumed, which a
+// later step takes back out (the essay in marts.cpp).
+class PreparedRefresh {
+public:
+    struct Impl;
+    explicit PreparedRefresh(std::unique_ptr<Impl> impl);
+    PreparedRefresh(PreparedRefresh&&) noexcept;
+    PreparedRefresh& operator=(PreparedRefresh&&) noexcept;
+    ~PreparedRefresh();
+
+    // The watermarks it was read from, and those it leaves.
+    const MartWatermarks& from() const;
+    const MartWatermarks& to() const;
+    // Rows it absorbs or takes back (the most any mart does): 0 when it
+    // found nothing to do.
+    std::int64_t rows() const;
+    // It read everything its snapshot held above `from`.
+    bool caughtUp() const;
+
+    Impl& impl() const { return *impl_; }
+
+private:
+    std::unique_ptr<Impl> impl_;
+};
+
+// Reads the next step above `from` (or, without it, above the stored
+// watermarks) on `db`, writing nothing. The caller gives it a consistent
+// view: a read transaction of its own, or the writer's open transaction.
+// `maxEvents` as for refreshMarts.
+Result<PreparedRefresh> prepareRefresh(Connection& db, std::int64_t maxEvents,
+                                       const std::optional<MartWatermarks>& from = std::nullopt);
+
+// Applies a prepared step inside the caller's write transaction, as
+// refreshMartsInTransaction would have: its rows, the watermarks and
+// last_refresh_ts. Nothing, and nullopt, when the stored watermarks are no
+// longer the ones it was read from (another step moved them): the caller
+// runs a step of its own instead.
+Result<std::optional<RefreshStats>> applyPreparedRefreshInTransaction(Connection& db,
+                                                                      const PreparedRefresh& step,
+                                                                      UnixMicros now);
 
 // Empties every mart and helper table and absorbs all of usage_events again,
 // in one BEGIN IMMEDIATE transaction; leaves the event watermarks at
