@@ -116,6 +116,10 @@ Status Daemon::start() {
     if (auto st = ingest_->load(*db); !st) return Error{st.error().code, "cannot load checkpoints: " + st.error().message};
     engineSources_ = ingest_->sourcesState();
     state_.sources = sourcesWithWatchModes();
+    if (auto prefetcher = MartPrefetcher::start(options_.storePath, kMartStepEvents))
+        martPrefetcher_ = std::move(*prefetcher);
+    else
+        log::warning("the marts' steps are read on the writer thread: " + prefetcher.error().message);
     writer_ = std::make_unique<Writer>(&loop_, std::move(db).value());
     recordStateSnapshot();
 
@@ -243,6 +247,7 @@ void Daemon::scheduleCycle() {
             std::int64_t unabsorbed = 0;  // about how many events the marts have yet to absorb
             auto afterStep = [&](const StepReport& step) {
                 writer->heartbeat();
+                if (step.eventsChanged > 0 && martPrefetcher_) martPrefetcher_->committed();
                 eventsInCycle += step.eventsChanged;
                 unabsorbed += step.eventsChanged;
                 reportCounters(db, step.committedAt, eventsInCycle);
@@ -279,11 +284,37 @@ Status Daemon::refreshMartsInSteps(store::Connection& db, std::int64_t maxSteps)
     return {};
 }
 
-// Writer thread: one bounded refresh step, reported to the loop.
+// Writer thread: one bounded refresh step, reported to the loop. The step
+// read ahead, when there is one and the marts have not moved since; else
+// one of its own.
 Result<store::RefreshStats> Daemon::refreshMartsStep(store::Connection& db) {
     const UnixMicros now = clock_.now();
-    auto stats = store::refreshMarts(db, now, kMartStepEvents);
-    if (!stats) return stats.error();
+    std::optional<store::PreparedRefresh> ahead;
+    if (martPrefetcher_) ahead = martPrefetcher_->take();
+    auto step = [&]() -> Result<store::RefreshStats> {
+        auto tx = store::Transaction::begin(db);
+        if (!tx) return tx.error();
+        std::optional<store::RefreshStats> stats;
+        if (ahead) {
+            auto applied = store::applyPreparedRefreshInTransaction(db, *ahead, now);
+            if (!applied) return applied.error();
+            stats = *applied;
+        }
+        if (!stats) {
+            auto own = store::refreshMartsInTransaction(db, now, kMartStepEvents);
+            if (!own) return own.error();
+            stats = *own;
+            if (martPrefetcher_) martPrefetcher_->restart();  // what it read is behind
+        }
+        if (auto st = tx->commit(); !st) return st.error();
+        return *stats;
+    };
+    auto stats = step();
+    if (!stats) {
+        if (martPrefetcher_) martPrefetcher_->restart();  // rolled back: read again from the store
+        return stats.error();
+    }
+    if (!stats->caughtUp && martPrefetcher_) martPrefetcher_->committed();
     writer_->heartbeat();
     reportCounters(db, now);
     return stats;
@@ -569,6 +600,7 @@ void Daemon::shutdown() {
     uv_run(&loop_, UV_RUN_DEFAULT);  // runs the close callbacks
     control_.reset();
     writer_.reset();
+    martPrefetcher_.reset();  // the writer thread, its user, is gone
     watcher_.reset();
     subscriptions_.reset();
     uv_run(&loop_, UV_RUN_DEFAULT);

@@ -18,6 +18,7 @@
 
 #include "control.h"
 #include "ingest.h"
+#include "mart_prefetcher.h"
 #include "notify.h"
 #include "options.h"
 #include "sources/pricing.h"
@@ -124,6 +125,7 @@ private:
     // writer task replaces it (the SIGHUP reload, service.cpp).
     sources::PriceTable prices_;
     std::unique_ptr<IngestEngine> ingest_;  // used on the writer thread only
+    std::unique_ptr<MartPrefetcher> martPrefetcher_;  // used on the writer thread only; may be null
     std::vector<ScanDir> watchDirs_;        // the loop's copy: what is watched, for which provider
     std::unique_ptr<Watcher> watcher_;
     std::set<std::string> dirtyPaths_;

@@ -937,6 +937,7 @@ static_assert(std::tuple_size_v<MartWatermarks> == kMartCount);
 
 struct StepResult {
     std::int64_t absorbed = 0, applied = 0;
+    std::int64_t read = 0;  // rows read: events absorbed and retractions consumed
     bool caughtUp = true;
     Watermark after;
 };
@@ -962,6 +963,7 @@ Result<StepResult> readStep(Connection& db, StepDeltas& deltas, Watermark wm, st
             break;
         }
         ++consumed;
+        ++r.read;
         r.after.retractionSeq = rs.columnInt(0);
         if (rs.columnInt(1) <= wm.eventId) {
             deltas.add(readContribution(rs, 2, deltas.arena), -1);
@@ -990,6 +992,7 @@ Result<StepResult> readStep(Connection& db, StepDeltas& deltas, Watermark wm, st
         r.after.eventId = es.columnInt(0);
         deltas.add(readContribution(es, 1, deltas.arena), 1);
         ++r.absorbed;
+        ++r.read;
     }
     es.reset();
     return r;
@@ -1074,12 +1077,6 @@ bool PreparedRefresh::caughtUp() const { return impl_->caughtUp; }
 
 Result<PreparedRefresh> prepareRefresh(Connection& db, std::int64_t maxEvents,
                                        const std::optional<MartWatermarks>& from) {
-    if (maxEvents < 1)
-        return Error{"invalid_argument",
-                     "maxEvents must be at least 1, got " + std::to_string(maxEvents)};
-    // One more row than the budget is read to learn whether more remain.
-    maxEvents = std::min(maxEvents, std::numeric_limits<std::int64_t>::max() - 1);
-
     auto impl = std::make_unique<PreparedRefresh::Impl>();
     if (from) {
         impl->from = *from;
@@ -1093,21 +1090,48 @@ Result<PreparedRefresh> prepareRefresh(Connection& db, std::int64_t maxEvents,
     for (size_t m = 0; m < kMartCount; ++m) {
         if (done[m]) continue;
         MartSet group{};
-        const Watermark wm = impl->from[m];
         for (size_t o = m; o < kMartCount; ++o) {
-            if (!done[o] && impl->from[o] == wm) group[o] = done[o] = true;
+            if (!done[o] && impl->from[o] == impl->from[m]) group[o] = done[o] = true;
         }
-        auto deltas = std::make_unique<StepDeltas>(group);
-        auto r = readStep(db, *deltas, wm, maxEvents);
-        if (!r) return r.error();
-        for (size_t o = 0; o < kMartCount; ++o) {
-            if (group[o]) impl->to[o] = r->after;
-        }
-        impl->rows = std::max(impl->rows, r->absorbed + r->applied);
-        impl->caughtUp = impl->caughtUp && r->caughtUp;
-        impl->groups.push_back({std::move(deltas), *r});
+        PreparedRefresh::Impl::Group& g = impl->groups.emplace_back();
+        g.deltas = std::make_unique<StepDeltas>(group);
+        g.result.after = impl->from[m];
     }
-    return PreparedRefresh(std::move(impl));
+    PreparedRefresh step(std::move(impl));
+    if (auto st = extendRefresh(db, step, maxEvents); !st) return st.error();
+    return step;
+}
+
+Status extendRefresh(Connection& db, PreparedRefresh& step, std::int64_t maxEvents) {
+    if (maxEvents < 1)
+        return Error{"invalid_argument",
+                     "maxEvents must be at least 1, got " + std::to_string(maxEvents)};
+    // One more row than the budget is read to learn whether more remain.
+    maxEvents = std::min(maxEvents, std::numeric_limits<std::int64_t>::max() - 1);
+    PreparedRefresh::Impl& p = step.impl();
+    p.rows = 0;
+    p.caughtUp = true;
+    for (auto& g : p.groups) {
+        StepResult& total = g.result;
+        const std::int64_t room = maxEvents - total.read;
+        if (room > 0) {
+            // What a second step from where this one ends would read: its
+            // deltas add to this one's.
+            auto r = readStep(db, *g.deltas, total.after, room);
+            if (!r) return r.error();
+            total.absorbed += r->absorbed;
+            total.applied += r->applied;
+            total.read += r->read;
+            total.after = r->after;
+            total.caughtUp = r->caughtUp;
+        }
+        for (size_t m = 0; m < kMartCount; ++m) {
+            if (g.deltas->marts[m]) p.to[m] = total.after;
+        }
+        p.rows = std::max(p.rows, total.read);
+        p.caughtUp = p.caughtUp && total.caughtUp;
+    }
+    return {};
 }
 
 Result<std::optional<RefreshStats>> applyPreparedRefreshInTransaction(Connection& db,

@@ -74,8 +74,8 @@ public:
     // The watermarks it was read from, and those it leaves.
     const MartWatermarks& from() const;
     const MartWatermarks& to() const;
-    // Rows it absorbs or takes back (the most any mart does): 0 when it
-    // found nothing to do.
+    // Rows it read, events and retractions (the most any mart did), which
+    // maxEvents bounds: 0 when it found nothing to do.
     std::int64_t rows() const;
     // It read everything its snapshot held above `from`.
     bool caughtUp() const;
@@ -92,6 +92,10 @@ private:
 // `maxEvents` as for refreshMarts.
 Result<PreparedRefresh> prepareRefresh(Connection& db, std::int64_t maxEvents,
                                        const std::optional<MartWatermarks>& from = std::nullopt);
+
+// Reads on where `step` ends, into the same step (what a second step from
+// there would read, added to it), until it holds `maxEvents` rows.
+Status extendRefresh(Connection& db, PreparedRefresh& step, std::int64_t maxEvents);
 
 // Applies a prepared step inside the caller's write transaction, as
 // refreshMartsInTransaction would have: its rows, the watermarks and

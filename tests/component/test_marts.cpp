@@ -365,6 +365,13 @@ class Workload {
             reader_ = std::move(r).value();
             exec(reader_, "PRAGMA query_only = 1");
         }
+        if (!prepared_.empty() && pick(3) == 0) {  // read on into the last one
+            exec(reader_, "BEGIN");
+            auto st = extendRefresh(reader_, prepared_.back(), 1 + pick(40));
+            REQUIRE_MESSAGE(st, (st ? "" : st.error().message));
+            exec(reader_, "COMMIT");
+            return;
+        }
         std::optional<MartWatermarks> from;
         if (!prepared_.empty() && pick(2) == 0) from = prepared_.back().to();
         exec(reader_, "BEGIN");
@@ -620,8 +627,8 @@ TEST_CASE("every mart equals a rebuild after random inserts, revisions, merges a
     CHECK(mismatches == 0);
     // Both fates of a step prepared ahead were met, many times.
     MESSAGE("prepared steps applied " << preparedApplied << ", stale " << preparedStale);
-    CHECK(preparedApplied > 100);
-    CHECK(preparedStale > 100);
+    CHECK(preparedApplied > 50);
+    CHECK(preparedStale > 50);
 }
 
 TEST_CASE(
@@ -916,6 +923,27 @@ TEST_CASE("a step prepared in an older snapshot applies as the writer's own, or 
     const RefreshStats rest = refresh(db);
     CHECK(rest.eventsAbsorbed == 5);
     CHECK(rest.retractionsApplied == 1);  // the merged event comes back out
+    CHECK(compareWithOracle(db) == 0);
+
+    // Read ahead, then read on into the same step after more came: one
+    // step covers both, a retraction of a row it had read included.
+    const std::int64_t second = insertSome(6, "d");
+    PreparedRefresh grown = prepareOnReader(1000);
+    CHECK(grown.rows() == 6);
+    insertSome(3, "e");
+    exec(db, "BEGIN IMMEDIATE");
+    deleteEvent(db, second + 1);
+    exec(db, "COMMIT");
+    exec(reader, "BEGIN");
+    REQUIRE(extendRefresh(reader, grown, 1000));
+    exec(reader, "COMMIT");
+    CHECK(grown.rows() == 10);  // 6 + 3 events, 1 retraction
+    CHECK(grown.caughtUp());
+    const auto both = apply(grown);
+    REQUIRE(both);
+    CHECK(both->eventsAbsorbed == 9);
+    CHECK(both->retractionsApplied == 1);
+    CHECK(both->caughtUp);
     CHECK(compareWithOracle(db) == 0);
 
     // Read ahead, but the writer refreshes first: the step is stale, and
