@@ -76,11 +76,9 @@ Result<ClaudeFileState> loadClaudeState(std::string_view text) {
 LineResult parseClaudeLine(std::string_view line, std::uint64_t offset, const FileContext& file,
                            ClaudeFileState& state, const PriceTable& prices) {
     if (line.find_first_not_of(" \t\r") == std::string_view::npos) return LineResult::notUsage();
-    // Most bytes are prompts and tool results: a line that cannot name a
-    // `usage` key is only checked for validity (a malformed one still counts
-    // as skipped), without building its document.
-    if (!json::mayHaveKey(line, "\"usage\""))
-        return json::isValid(line) ? LineResult::notUsage() : LineResult::skipped("malformed_json");
+    // Prompts and tool results too are parsed into a document: looking for a
+    // quoted `usage` first, to only validate the lines without one, cost
+    // more than the documents it spared (the search stops at every quote).
     json::LineScratch& scratch = json::lineScratch();
     if (auto outcome = json::parseLineObject(line, scratch)) return *outcome;
     const rapidjson::Document& d = scratch.doc();

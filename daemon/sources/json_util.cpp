@@ -38,27 +38,6 @@ bool parse(rapidjson::Document& doc, std::string_view text) {
     return !doc.HasParseError();
 }
 
-bool isValid(std::string_view text) {
-    // The same in-place parse over a scratch copy, with a handler that keeps
-    // nothing: the in-situ stream is the parser's fastest (no bounds check
-    // per byte, unescaped runs scanned 16 bytes at a time), where reading
-    // `text` through a MemoryStream took twice the instructions. One scratch
-    // per thread, let go of after an unusually long line.
-    constexpr std::size_t kKeepScratchBytes = 1 << 20;
-    thread_local std::string scratch;
-    rapidjson::InsituStringStream in(copyPadded(scratch, withoutByteOrderMark(text)));
-    rapidjson::BaseReaderHandler<> keepNothing;
-    rapidjson::Reader reader;
-    const bool ok = !reader.Parse<kParseFlags | rapidjson::kParseInsituFlag>(in, keepNothing).IsError();
-    if (scratch.capacity() > kKeepScratchBytes) std::string().swap(scratch);
-    return ok;
-}
-
-bool mayHaveKey(std::string_view line, std::string_view quotedKey) {
-    return line.find(quotedKey) != std::string_view::npos ||
-           line.find("\\u") != std::string_view::npos;
-}
-
 bool parseInPlace(rapidjson::Document& doc, std::string& buffer, std::string_view text) {
     doc.ParseInsitu<kParseFlags>(copyPadded(buffer, withoutByteOrderMark(text)));
     return !doc.HasParseError();

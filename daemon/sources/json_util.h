@@ -30,21 +30,6 @@ constexpr unsigned kParseFlags = rapidjson::kParseFullPrecisionFlag;
 // Parses `text`; false if it is not one JSON value (trailing whitespace is fine).
 bool parse(rapidjson::Document& doc, std::string_view text);
 
-// The same parse, done in place in a copy of `text` kept in `buffer`: string
-// values then point into `buffer` (which must outlive `doc`) instead of
-// being copied, through the parser's stack, into the document's allocator,
-// which was most of the parsing work on log lines carrying long texts. It
-// accepts exactly what parse() accepts, and gives the same values.
-// Whether `text` is one valid JSON value, exactly as parse() would judge it,
-// without building a document (an in-place pass over a per-thread scratch
-// copy, with a handler that keeps nothing).
-bool isValid(std::string_view text);
-
-// Whether a line may hold an object key named `key`: its bytes appear quoted,
-// or the line has a \u escape (which could spell any key). False means the
-// key is certainly absent, so a parser may skip building the document.
-bool mayHaveKey(std::string_view line, std::string_view quotedKey);
-
 // What a transcript line is parsed in: a copy of it (the document's strings
 // point into it) and the document, with a pool for its values. One per
 // thread (lineScratch()), kept from line to line: a fresh copy and document
@@ -75,6 +60,11 @@ LineScratch& lineScratch();
 // not usage; malformed JSON is a skipped line.
 std::optional<LineResult> parseLineObject(std::string_view line, LineScratch& scratch);
 
+// The same parse, done in place in a copy of `text` kept in `buffer`: string
+// values then point into `buffer` (which must outlive `doc`) instead of
+// being copied, through the parser's stack, into the document's allocator,
+// which was most of the parsing work on log lines carrying long texts. It
+// accepts exactly what parse() accepts, and gives the same values.
 bool parseInPlace(rapidjson::Document& doc, std::string& buffer, std::string_view text);
 
 // A member of an object value; nullptr if `v` is not an object or lacks it.

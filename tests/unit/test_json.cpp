@@ -12,7 +12,7 @@ namespace {
 
 using namespace std::string_view_literals;
 
-TEST_CASE("parseInPlace and isValid accept what parse accepts; parseInPlace gives the same document") {
+TEST_CASE("parseInPlace accepts what parse accepts and gives the same document") {
     const std::string_view inputs[] = {
         R"({"a":"x\ny\u00e9\"","b":[1,2.5,-3e2,{"c":null}],"d":true})"sv,
         R"({"big":12345678901234567890123,"f":0.1000000000000000055511151231257827})"sv,
@@ -40,7 +40,6 @@ TEST_CASE("parseInPlace and isValid accept what parse accepts; parseInPlace give
         const bool okCopied = json::parse(copied, text);
         const bool okInPlace = json::parseInPlace(inPlace, buffer, text);
         CHECK(okCopied == okInPlace);
-        CHECK(json::isValid(text) == okCopied);
         if (okCopied && okInPlace) CHECK(copied == inPlace);
     }
 }
