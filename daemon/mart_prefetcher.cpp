@@ -7,13 +7,8 @@ namespace etld::daemon {
 
 Result<std::unique_ptr<MartPrefetcher>> MartPrefetcher::start(const std::string& storePath,
                                                               std::int64_t stepEvents) {
-    auto db = store::Connection::open(storePath, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX);
+    auto db = store::openWriterCompanion(storePath);
     if (!db) return db.error();
-    // Whichever connection closes last must keep -wal and -shm, as the
-    // writer does (store.cpp): read-only users cannot create them.
-    int persist = 1;
-    sqlite3_file_control(db->handle(), "main", SQLITE_FCNTL_PERSIST_WAL, &persist);
-    if (auto st = db->exec("PRAGMA query_only = 1"); !st) return st.error();
     // It reads what the writer has just committed: mostly WAL frames the OS
     // caches anyway. A small cache keeps it off the RSS budget.
     if (auto st = db->exec("PRAGMA cache_size = -1024"); !st) return st.error();

@@ -20,15 +20,10 @@ Result<std::unique_ptr<WalCheckpointer>> WalCheckpointer::start(store::Connectio
                                                                 Limits limits) {
     const char* file = sqlite3_db_filename(writer.handle(), "main");
     if (file == nullptr || *file == '\0') return Error{"internal", "the store has no file to checkpoint"};
-    auto own = store::Connection::open(file, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX);
+    auto own = store::openWriterCompanion(file);
     if (!own) return own.error();
-    // Whichever connection closes last must keep -wal and -shm, as the
-    // writer does (store.cpp): read-only users cannot create them.
-    int persist = 1;
-    sqlite3_file_control(own->handle(), "main", SQLITE_FCNTL_PERSIST_WAL, &persist);
     // A checkpoint syncs as its connection's setting says: the writer's.
     if (auto st = own->exec("PRAGMA synchronous = NORMAL"); !st) return st.error();
-    if (auto st = own->exec("PRAGMA query_only = 1"); !st) return st.error();
     auto autoPages = writer.queryInt("PRAGMA wal_autocheckpoint");
     if (!autoPages) return autoPages.error();
     return std::unique_ptr<WalCheckpointer>(

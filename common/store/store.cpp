@@ -115,6 +115,15 @@ Status buildIndexes(Connection& db, DeferredIndexes which) {
     return built;
 }
 
+Result<Connection> openWriterCompanion(const std::string& path) {
+    auto db = Connection::open(path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX);
+    if (!db) return db.error();
+    int persist = 1;
+    sqlite3_file_control(db->handle(), "main", SQLITE_FCNTL_PERSIST_WAL, &persist);
+    if (auto st = db->exec("PRAGMA query_only = 1"); !st) return st.error();
+    return db;
+}
+
 Result<Connection> openReader(const std::string& path) {
     if (!fileExists(path)) return Error{"no_store", "no store at " + path};
     auto tryOpen = [&](const std::string& query) -> Result<Connection> {

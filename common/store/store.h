@@ -56,6 +56,12 @@ struct DeferredIndexes {
 };
 Status buildIndexes(Connection& db, DeferredIndexes which);
 
+// A second connection to the store the daemon's writer holds, for one of
+// its helper threads (WAL checkpoints, reading the marts' steps ahead): it
+// writes no row (query_only) and, closing last, keeps -wal and -shm as the
+// writer does. Read-write, so that it can checkpoint.
+Result<Connection> openWriterCompanion(const std::string& path);
+
 // Opens the store read-only with query_only. Works after the daemon stopped,
 // also for a user who cannot write the store's directory; falls back to an
 // immutable open only when no daemon holds the lock and the WAL is absent or
