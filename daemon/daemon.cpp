@@ -291,6 +291,7 @@ Result<store::RefreshStats> Daemon::refreshMartsStep(store::Connection& db) {
     const UnixMicros now = clock_.now();
     std::optional<store::PreparedRefresh> ahead;
     if (martPrefetcher_) ahead = martPrefetcher_->take();
+    bool tookAhead = false;
     auto step = [&]() -> Result<store::RefreshStats> {
         auto tx = store::Transaction::begin(db);
         if (!tx) return tx.error();
@@ -299,22 +300,24 @@ Result<store::RefreshStats> Daemon::refreshMartsStep(store::Connection& db) {
             auto applied = store::applyPreparedRefreshInTransaction(db, *ahead, now);
             if (!applied) return applied.error();
             stats = *applied;
+            tookAhead = stats.has_value();
         }
         if (!stats) {
             auto own = store::refreshMartsInTransaction(db, now, kMartStepEvents);
             if (!own) return own.error();
             stats = *own;
-            if (martPrefetcher_) martPrefetcher_->restart();  // what it read is behind
         }
         if (auto st = tx->commit(); !st) return st.error();
         return *stats;
     };
     auto stats = step();
-    if (!stats) {
-        if (martPrefetcher_) martPrefetcher_->restart();  // rolled back: read again from the store
-        return stats.error();
+    if (martPrefetcher_) {
+        // Committed: what it reads next starts from the store's watermarks,
+        // unless they are where the step it handed over left them.
+        if (!stats || !tookAhead) martPrefetcher_->restart();
+        if (stats && !stats->caughtUp) martPrefetcher_->committed();
     }
-    if (!stats->caughtUp && martPrefetcher_) martPrefetcher_->committed();
+    if (!stats) return stats.error();
     writer_->heartbeat();
     reportCounters(db, now);
     return stats;

@@ -4,6 +4,11 @@
 #include "store/store.h"
 
 namespace etld::daemon {
+namespace {
+
+constexpr int kBusyTimeoutMs = 100;
+
+}  // namespace
 
 Result<std::unique_ptr<MartPrefetcher>> MartPrefetcher::start(const std::string& storePath,
                                                               std::int64_t stepEvents) {
@@ -12,7 +17,9 @@ Result<std::unique_ptr<MartPrefetcher>> MartPrefetcher::start(const std::string&
     // It reads what the writer has just committed: mostly WAL frames the OS
     // caches anyway. A small cache keeps it off the RSS budget.
     if (auto st = db->exec("PRAGMA cache_size = -1024"); !st) return st.error();
-    sqlite3_busy_timeout(db->handle(), store::kBusyTimeoutMs);
+    // Its reads are optional: one that would wait long fails, and the writer
+    // reads that step itself.
+    sqlite3_busy_timeout(db->handle(), kBusyTimeoutMs);
     return std::unique_ptr<MartPrefetcher>(new MartPrefetcher(std::move(*db), stepEvents));
 }
 
@@ -103,12 +110,11 @@ void MartPrefetcher::run() {
 
         lock.lock();
         reading_ = false;
+        bool logFailure = false;
         if (!read) {
             // The writer reads the step itself; nothing is lost.
             ++counts_.failed;
-            if (!failureLogged_)
-                log::warning("cannot read the marts' next step ahead: " + read.error().message +
-                             "; the writer reads it");
+            logFailure = !failureLogged_;
             failureLogged_ = true;
         } else if (generation == generation_ && step->rows() > 0) {
             if (!step->caughtUp()) wanted_ = true;  // more once there is room
@@ -118,6 +124,9 @@ void MartPrefetcher::run() {
         }
         lock.unlock();
         changed_.notify_all();
+        if (logFailure)
+            log::warning("cannot read the marts' next step ahead: " + read.error().message +
+                         "; the writer reads it");
         lock.lock();
     }
 }
