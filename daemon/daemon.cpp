@@ -597,13 +597,15 @@ void Daemon::shutdown() {
         if (lock_) recordStateSnapshot();
         writer_->stop();
     }
+    // Its user, the writer thread, is gone; its connection must close before
+    // the writer's, whose close (the last) checkpoints and truncates the WAL.
+    martPrefetcher_.reset();
     sigterm_.close();
     sigint_.close();
     sighup_.close();
     uv_run(&loop_, UV_RUN_DEFAULT);  // runs the close callbacks
     control_.reset();
     writer_.reset();
-    martPrefetcher_.reset();  // the writer thread, its user, is gone
     watcher_.reset();
     subscriptions_.reset();
     uv_run(&loop_, UV_RUN_DEFAULT);

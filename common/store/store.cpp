@@ -120,6 +120,10 @@ Result<Connection> openWriterCompanion(const std::string& path) {
     if (!db) return db.error();
     int persist = 1;
     sqlite3_file_control(db->handle(), "main", SQLITE_FCNTL_PERSIST_WAL, &persist);
+    // Should it close last, it cuts the WAL it checkpoints to nothing, as the
+    // writer does: a reader opening the store then has no frames to read.
+    if (auto st = db->exec("PRAGMA journal_size_limit = " + std::to_string(kWalLimitBytes)); !st)
+        return st.error();
     if (auto st = db->exec("PRAGMA query_only = 1"); !st) return st.error();
     return db;
 }

@@ -91,6 +91,35 @@ TEST_CASE("after the writer closes, its -wal and -shm remain and readers open th
     CHECK(unprivileged.maxEventId == 5);
 }
 
+TEST_CASE("a helper's connection closing after the writer's leaves the WAL empty too") {
+    TempDir dir;
+    const std::string path = dir.file("etl.db");
+    auto writer = openWriter(path);
+    REQUIRE(writer);
+    auto helper = openWriterCompanion(path);
+    REQUIRE(helper);
+    CHECK(helper->exec("INSERT INTO projects (provider, slug, display_name, first_seen, "
+                       "last_modified) VALUES ('claude', '-x', 'x', 0, 0)")
+              .error()
+              .message.find("readonly") != std::string::npos);  // query_only
+    {
+        auto tx = Transaction::begin(*writer);
+        REQUIRE(tx);
+        NewEvent e;
+        e.eventKey = "k";
+        REQUIRE(insertEvent(*writer, e));
+        REQUIRE(tx->commit());
+    }
+    REQUIRE(test::fileSize(path + "-wal") > 0);
+    *writer = Connection();  // not the last: nothing checkpointed yet
+    CHECK(test::fileSize(path + "-wal") > 0);
+    *helper = Connection();  // the last: checkpoints and cuts the WAL
+    CHECK(test::exists(path + "-wal"));
+    CHECK(test::exists(path + "-shm"));
+    CHECK(test::fileSize(path + "-wal") == 0);
+    CHECK(eventsSeenBy(path) == 1);
+}
+
 TEST_CASE(
     "with -wal and -shm gone and no daemon, a reader who cannot write the directory opens the "
     "store") {
