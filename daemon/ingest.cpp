@@ -75,26 +75,6 @@ Result<std::string> readAt(int fd, std::uint64_t offset, std::uint64_t n) {
     return out;
 }
 
-// Storage for a step's reads, reused from file to file: a string per read
-// was zero-filled before pread overwrote it, 4% of a first ingest's
-// instructions. A read's bytes are valid until the next read.
-class ReadBuffer {
-public:
-    Result<std::string_view> read(int fd, std::uint64_t offset, std::uint64_t n) {
-        if (n > capacity_) {
-            data_.reset(new char[n]);  // uninitialized: pread fills what is used
-            capacity_ = n;
-        }
-        auto got = preadFully(fd, data_.get(), offset, n);
-        if (!got) return got.error();
-        return std::string_view(data_.get(), *got);
-    }
-
-private:
-    std::unique_ptr<char[]> data_;
-    std::uint64_t capacity_ = 0;
-};
-
 struct StoredEvent {
     std::int64_t id = 0;
     std::int64_t projectId = 0;
@@ -370,6 +350,27 @@ Result<ApplyOutcome> applyRecord(store::Connection& db, EventKeyIndex* keys, con
 
 }  // namespace
 
+// Storage for a step's reads, reused from file to file: a string per read
+// was zero-filled before pread overwrote it, 4% of a first ingest's
+// instructions. A read's bytes are valid until the next read.
+class ReadBuffer {
+public:
+    Result<std::string_view> read(int fd, std::uint64_t offset, std::uint64_t n) {
+        if (n > capacity_) {
+            data_.reset(new char[n]);  // uninitialized: pread fills what is used
+            capacity_ = n;
+        }
+        auto got = preadFully(fd, data_.get(), offset, n);
+        if (!got) return got.error();
+        return std::string_view(data_.get(), *got);
+    }
+
+private:
+    std::unique_ptr<char[]> data_;
+    std::uint64_t capacity_ = 0;
+};
+
+
 // One file of a step, as planned on the writer thread: a copy of what the
 // read needs, so the read can run on the helper thread.
 struct IngestEngine::ReadItem {
@@ -384,6 +385,8 @@ struct IngestEngine::ReadItem {
     std::string parserState;
     std::int64_t linesSkipped = 0;
     std::uint64_t headHash = 0, headLen = 0;
+    std::uint64_t budget = 0;        // the step's bytes left at its turn in the plan
+    std::uint64_t plannedBytes = 0;  // what the plan counted for it
 };
 
 enum class IngestEngine::ReadOutcome { Read, Failed };
@@ -452,6 +455,37 @@ public:
         std::lock_guard lock(mutex_);
         return !ready_.empty() || ended_;
     }
+    // Writer thread, waiting for a step: waits until the step is read, or
+    // until a small file of it is next (the writer's buffer stays small),
+    // and reads that file. False when the step came first.
+    bool helpRead() {
+        StepInProgress* work = nullptr;
+        std::size_t i = 0;
+        {
+            std::unique_lock lock(mutex_);
+            auto helpable = [this] {
+                return reading_ != nullptr && reading_->next < reading_->items.size() &&
+                       reading_->items[reading_->next].plannedBytes <= kHelpReadMaxBytes;
+            };
+            changed_.wait(lock, [&] { return !ready_.empty() || ended_ || helpable(); });
+            if (!helpable()) return false;
+            work = reading_;
+            i = work->next++;
+        }
+        std::exception_ptr failure;
+        try {
+            readFile(work->items[i], work->step.files[i], writerBuffer_, engine_.prices_, engine_.beforeRead_);
+        } catch (...) {
+            failure = std::current_exception();
+        }
+        {
+            std::lock_guard lock(mutex_);
+            ++work->done;
+            if (failure) work->failure = failure;
+        }
+        changed_.notify_all();
+        return true;
+    }
     // The next step, once read (after start()); nullopt when nothing is left.
     std::optional<ReadStep> next() {
         std::unique_lock lock(mutex_);
@@ -500,7 +534,7 @@ private:
                     finished_ = true;
                     break;
                 }
-                ReadStep step = readStep(std::move(items), engine_.prices_, engine_.beforeRead_);
+                ReadStep step = readShared(std::move(items));
                 note(step);
                 std::lock_guard lock(mutex_);
                 ready_.push_back(std::move(step));
@@ -564,11 +598,55 @@ private:
             const auto size = static_cast<std::uint64_t>(f.seenSize);
             std::uint64_t bytes = size > item.start ? size - item.start : 0;
             if (f.geminiJson) bytes = size > sources::kMaxGeminiJsonBytes ? 0 : size;
-            budget -= std::min(budget, bytes);
+            item.budget = budget;
+            item.plannedBytes = std::min(budget, bytes);
+            budget -= item.plannedBytes;
             items.push_back(std::move(item));
         }
         if (firstOpen) cursor_ = engine_.files_.end();
         return items;
+    }
+
+    // A step's files, read in turn by the helper and by the writer while it
+    // waits (helpRead), each taking the next one.
+    ReadStep readShared(std::vector<ReadItem> items) {
+        StepInProgress work;
+        work.items = std::move(items);
+        work.step.files.resize(work.items.size());
+        {
+            std::lock_guard lock(mutex_);
+            reading_ = &work;
+        }
+        changed_.notify_all();
+        std::exception_ptr failure;
+        try {
+            for (;;) {
+                std::size_t i = 0;
+                {
+                    std::lock_guard lock(mutex_);
+                    if (work.next == work.items.size()) break;
+                    i = work.next++;
+                }
+                changed_.notify_all();  // the file after it may be one the writer can take
+                readFile(work.items[i], work.step.files[i], buffer_, engine_.prices_, engine_.beforeRead_);
+                std::lock_guard lock(mutex_);
+                ++work.done;
+            }
+        } catch (...) {
+            failure = std::current_exception();
+        }
+        {
+            // No file is taken any more; those the writer took, it is
+            // reading now: `work` must outlive them.
+            std::unique_lock lock(mutex_);
+            reading_ = nullptr;
+            if (failure) ++work.done;  // the file that failed
+            changed_.wait(lock, [&] { return work.done == work.next; });
+            if (!failure) failure = work.failure;
+        }
+        if (failure) std::rethrow_exception(failure);
+        markSuperseded(work.step);
+        return std::move(work.step);
     }
 
     // Where `step` leaves its files, as its commit will.
@@ -584,7 +662,21 @@ private:
         }
     }
 
+    struct StepInProgress {
+        std::vector<ReadItem> items;
+        ReadStep step;              // files[i] is items[i], as read
+        std::size_t next = 0;       // files taken, and the next to take; guarded by mutex_
+        std::size_t done = 0;       // files read (or failed); guarded by mutex_
+        std::exception_ptr failure;  // of a file the writer read; guarded by mutex_
+    };
+    // The largest file the writer helps with: its buffer, kept between
+    // reads, stays this small (the RSS limit has little room left).
+    static constexpr std::uint64_t kHelpReadMaxBytes = 512 * 1024;
+
     IngestEngine& engine_;
+    ReadBuffer buffer_;        // the helper's
+    ReadBuffer writerBuffer_;  // the writer's, in helpRead
+    StepInProgress* reading_ = nullptr;  // guarded by mutex_; the helper's stack
     // The helper's alone while it runs; kept across stop() and start().
     std::unordered_map<const FileEntry*, Progress> progress_;
     std::map<std::string, FileEntry>::iterator cursor_;  // no open file before it
@@ -833,14 +925,16 @@ Result<CycleReport> IngestEngine::runCycle(
     if (!ahead) ahead = std::make_unique<ReadAhead>(*this);
     ahead->start();
     // The next step; while it is still being read, the writer does
-    // `whileReading`'s work for as long as it has some, rather than wait.
+    // `whileReading`'s work for as long as it has some, then reads files of
+    // that step itself, rather than wait.
     auto nextStep = [&]() -> Result<std::optional<ReadStep>> {
-        if (whileReading) {
-            while (!ahead->ready()) {
+        while (!ahead->ready()) {
+            if (whileReading) {
                 auto worked = whileReading(db);
                 if (!worked) return worked.error();
-                if (!*worked) break;
+                if (*worked) continue;
             }
+            if (!ahead->helpRead()) break;
         }
         return ahead->next();
     };
@@ -1036,19 +1130,16 @@ Result<RepriceReport> IngestEngine::repriceStep(store::Connection& db, std::int6
     return report;
 }
 
-// Opens, reads and parses every planned file: a step's reads. Touches nothing
-// but its arguments (it may run on the helper thread); what the writer thread
-// must learn (bytes read, errors, log lines) comes back in each PendingFile.
-// The budget is spent as the reads go, as the plan counted it; a read that
-// comes back short (the file shrank since its stat) leaves some unspent.
-IngestEngine::ReadStep IngestEngine::readStep(std::vector<ReadItem> items,
-                                              const sources::PriceTable& prices,
-                                              const std::function<void(const std::string&)>& beforeRead) {
-    ReadStep step;
-    std::uint64_t budget = kStepBytes;
-    ReadBuffer buffer;  // at most the step's budget, or one line over it
-    for (auto& item : items) {
-        PendingFile& p = step.files.emplace_back();
+// Opens, reads and parses one planned file of a step, into `p`. Touches
+// nothing but its arguments (it runs on the helper thread, or on the writer
+// while it waits for the step); what the writer thread must learn (bytes
+// read, errors, log lines) comes back in `p`. A .jsonl file reads at most
+// the step's budget left at its turn in the plan (item.budget): the bytes
+// the plan counted for it, or fewer if it shrank since its stat.
+void IngestEngine::readFile(ReadItem& item, PendingFile& p, ReadBuffer& buffer,
+                            const sources::PriceTable& prices,
+                            const std::function<void(const std::string&)>& beforeRead) {
+    {
         p.file = item.file;
         const std::uint64_t start = item.start;
         p.offset = start;
@@ -1061,10 +1152,10 @@ IngestEngine::ReadStep IngestEngine::readStep(std::vector<ReadItem> items,
         if (!fd.valid()) {
             p.outcome = ReadOutcome::Failed;
             p.error = "cannot open " + item.path + ": " + std::strerror(errno);
-            continue;
+            return;
         }
-        // A read of the step's own bytes: counted against its budget; a
-        // failure marks the file skipped (takeReads).
+        // A read of the step's own bytes: counted as the step's; a failure
+        // marks the file skipped (takeReads).
         auto readCounted = [&](std::uint64_t offset, std::uint64_t n) -> std::optional<std::string_view> {
             auto bytes = buffer.read(fd.get(), offset, n);
             if (!bytes) {
@@ -1074,7 +1165,6 @@ IngestEngine::ReadStep IngestEngine::readStep(std::vector<ReadItem> items,
             }
             p.bytesRead += static_cast<std::int64_t>(bytes->size());
             p.stepBytes += static_cast<std::int64_t>(bytes->size());
-            budget -= std::min<std::uint64_t>(budget, bytes->size());
             return *bytes;
         };
         const sources::FileContext ctx = sources::makeFileContext(
@@ -1086,7 +1176,7 @@ IngestEngine::ReadStep IngestEngine::readStep(std::vector<ReadItem> items,
                 p.offset = seenSize;
             } else {
                 auto bytes = readCounted(0, seenSize);
-                if (!bytes) continue;
+                if (!bytes) return;
                 auto parsed = sources::parseGeminiJsonFile(*bytes, ctx, prices);
                 if (!parsed) {
                     p.parseFailed = true;  // caught mid-write: retried when it changes again
@@ -1100,8 +1190,8 @@ IngestEngine::ReadStep IngestEngine::readStep(std::vector<ReadItem> items,
             }
         } else {
             const std::uint64_t available = seenSize > start ? seenSize - start : 0;
-            auto bytes = readCounted(start, std::min(available, budget));
-            if (!bytes) continue;
+            auto bytes = readCounted(start, std::min(available, item.budget));
+            if (!bytes) return;
             std::string_view chunk = *bytes;
             const auto lastNl = chunk.find_last_of('\n');
             std::uint64_t skipBytes = 0;  // a line over the limit, skipped unread
@@ -1166,9 +1256,20 @@ IngestEngine::ReadStep IngestEngine::readStep(std::vector<ReadItem> items,
         auto tail = readAt(fd.get(), p.offset - p.tailLen, p.tailLen);
         p.tailHash = tail ? fnv1a(*tail) : 0;
     }
+}
+
+// A step's reads in turn, on one thread.
+IngestEngine::ReadStep IngestEngine::readStep(std::vector<ReadItem> items,
+                                              const sources::PriceTable& prices,
+                                              const std::function<void(const std::string&)>& beforeRead) {
+    ReadStep step;
+    step.files.resize(items.size());
+    ReadBuffer buffer;  // at most the step's budget, or one line over it
+    for (std::size_t i = 0; i < items.size(); ++i) readFile(items[i], step.files[i], buffer, prices, beforeRead);
     markSuperseded(step);
     return step;
 }
+
 
 // The step's best record of each key (keys name their provider) is the only
 // one written: the winner order is total (sources/identity.h), so applying

@@ -135,6 +135,8 @@ struct RepriceReport {
     bool done = false;              // reached the end id
 };
 
+class ReadBuffer;  // ingest.cpp: a step's read bytes, reused from file to file
+
 class IngestEngine {
 public:
     IngestEngine(std::vector<ProviderRoots> roots, const sources::PriceTable& prices,
@@ -228,9 +230,12 @@ private:
     void planRead(FileEntry& f);
     const ScanDir* scanDirFor(const std::string& path) const;
     class ReadAhead;     // the helper thread reading steps ahead
-    // Static: it sees nothing of the engine, so it can run on the helper thread.
+    // Static: they see nothing of the engine, so they can run on the helper thread.
     static ReadStep readStep(std::vector<ReadItem> items, const sources::PriceTable& prices,
                              const std::function<void(const std::string&)>& beforeRead);
+    static void readFile(ReadItem& item, PendingFile& p, ReadBuffer& buffer,
+                         const sources::PriceTable& prices,
+                         const std::function<void(const std::string&)>& beforeRead);
     static void markSuperseded(ReadStep& step);
     void takeReads(ReadStep& step);
     Result<StepReport> writeStep(store::Connection& db, ReadStep& step,

@@ -814,6 +814,53 @@ TEST_CASE("while a step is still being read, the writer runs the cycle's other w
     CHECK(cycle->steps >= 3);
 }
 
+TEST_CASE("while a step is still being read, the writer reads small files of it itself") {
+    Fixture f;
+    constexpr int kFiles = 12;
+    int n = 0;
+    for (int i = 0; i < kFiles; ++i) {
+        std::string lines;
+        for (int j = 0; j < 50; ++j, ++n)
+            lines += claudeLine("m" + std::to_string(n), "r" + std::to_string(n), 1, 1,
+                                "2026-01-01T10:00:00.000Z", "s" + std::to_string(i));
+        overwrite(f.projects + "/f" + std::to_string(100 + i) + ".jsonl", lines);
+    }
+    // The helper's first read, if it gets to one, waits until the writer has
+    // read a file of the same step: so the writer finds the step unfinished,
+    // and helps (it may also take every file before the helper takes one).
+    const auto caller = std::this_thread::get_id();
+    std::mutex mutex;
+    std::condition_variable changed;
+    int readsOnCaller = 0, reads = 0;
+    bool helperHeld = false, releasedInTime = false;
+    f.engine->setBeforeReadForTest([&](const std::string&) {
+        std::unique_lock lock(mutex);
+        ++reads;
+        if (std::this_thread::get_id() == caller) {
+            ++readsOnCaller;
+            changed.notify_all();
+        } else if (!helperHeld) {
+            helperHeld = true;
+            releasedInTime = changed.wait_for(lock, std::chrono::seconds(30), [&] { return readsOnCaller > 0; });
+        }
+    });
+    CycleRequest req;
+    req.fullRescan = true;
+    auto cycle = f.engine->runCycle(f.db, req, {}, {});
+    f.engine->setBeforeReadForTest({});
+    REQUIRE(cycle.ok());
+    CHECK((!helperHeld || releasedInTime));  // released by the writer's read, not the timeout
+    CHECK(readsOnCaller > 0);
+    CHECK(reads == kFiles);  // each file read once, by one of the two
+    CHECK(cycle->steps == 1);
+    CHECK(f.count() == n);
+    CHECK(f.count("session_id LIKE 's%'") == n);
+    CHECK(f.claude().bytesPending == 0);
+    f.restart();  // and the checkpoints say every file is read to its end
+    CHECK(f.cycle().steps == 0);
+    CHECK(f.count() == n);
+}
+
 TEST_CASE("an error of the work done while a read is pending fails the cycle, committed steps kept") {
     Fixture f;
     const int n = appendLines(f.file, 2 * kStepBytes + kStepBytes / 2);
