@@ -674,7 +674,7 @@ private:
     static constexpr std::uint64_t kHelpReadMaxBytes = 512 * 1024;
 
     IngestEngine& engine_;
-    ReadBuffer buffer_;        // the helper's
+    ReadBuffer buffer_;        // the helper's: at most a step's budget, or one line over it
     ReadBuffer writerBuffer_;  // the writer's, in helpRead
     StepInProgress* reading_ = nullptr;  // guarded by mutex_; the helper's stack
     // The helper's alone while it runs; kept across stop() and start().
@@ -1139,137 +1139,122 @@ Result<RepriceReport> IngestEngine::repriceStep(store::Connection& db, std::int6
 void IngestEngine::readFile(ReadItem& item, PendingFile& p, ReadBuffer& buffer,
                             const sources::PriceTable& prices,
                             const std::function<void(const std::string&)>& beforeRead) {
-    {
-        p.file = item.file;
-        const std::uint64_t start = item.start;
-        p.offset = start;
-        p.parserState = std::move(item.parserState);
-        p.linesSkipped = item.linesSkipped;
-        p.headHash = item.headHash;
-        p.headLen = item.headLen;
-        if (beforeRead) beforeRead(item.path);
-        UniqueFd fd(::open(item.path.c_str(), O_RDONLY | O_CLOEXEC));
-        if (!fd.valid()) {
-            p.outcome = ReadOutcome::Failed;
-            p.error = "cannot open " + item.path + ": " + std::strerror(errno);
-            return;
-        }
-        // A read of the step's own bytes: counted as the step's; a failure
-        // marks the file skipped (takeReads).
-        auto readCounted = [&](std::uint64_t offset, std::uint64_t n) -> std::optional<std::string_view> {
-            auto bytes = buffer.read(fd.get(), offset, n);
-            if (!bytes) {
-                p.outcome = ReadOutcome::Failed;
-                p.error = "cannot read " + item.path + ": " + bytes.error().message;
-                return std::nullopt;
-            }
-            p.bytesRead += static_cast<std::int64_t>(bytes->size());
-            p.stepBytes += static_cast<std::int64_t>(bytes->size());
-            return *bytes;
-        };
-        const sources::FileContext ctx = sources::makeFileContext(
-            item.provider, item.rootIndex, item.relPath, item.seenMtimeNs / 1000);
-        const auto seenSize = static_cast<std::uint64_t>(item.seenSize);
-        if (item.geminiJson) {
-            if (seenSize > sources::kMaxGeminiJsonBytes) {
-                p.linesSkipped = 1;
-                p.offset = seenSize;
-            } else {
-                auto bytes = readCounted(0, seenSize);
-                if (!bytes) return;
-                auto parsed = sources::parseGeminiJsonFile(*bytes, ctx, prices);
-                if (!parsed) {
-                    p.parseFailed = true;  // caught mid-write: retried when it changes again
-                } else {
-                    p.records = std::move(parsed->records);
-                    p.linesSkipped = static_cast<std::int64_t>(parsed->skippedMessages);
-                    p.offset = bytes->size();
-                    p.headLen = std::min<std::uint64_t>(bytes->size(), kFingerprintBytes);
-                    p.headHash = fnv1a(std::string_view(*bytes).substr(0, p.headLen));
-                }
-            }
-        } else {
-            const std::uint64_t available = seenSize > start ? seenSize - start : 0;
-            auto bytes = readCounted(start, std::min(available, item.budget));
-            if (!bytes) return;
-            std::string_view chunk = *bytes;
-            const auto lastNl = chunk.find_last_of('\n');
-            std::uint64_t skipBytes = 0;  // a line over the limit, skipped unread
-            if (lastNl == std::string::npos && start + chunk.size() < seenSize) {
-                // A line longer than this step's budget: find its end without holding it.
-                std::uint64_t pos = start + chunk.size();
-                std::uint64_t end = 0;
-                bool found = false;
-                while (pos < seenSize) {
-                    auto piece = readAt(fd.get(), pos, kScanPieceBytes);
-                    if (!piece || piece->empty()) break;
-                    p.bytesRead += static_cast<std::int64_t>(piece->size());
-                    const auto nl = piece->find('\n');
-                    if (nl != std::string::npos) {
-                        end = pos + nl;
-                        found = true;
-                        break;
-                    }
-                    pos += piece->size();
-                }
-                chunk = {};
-                if (found && end - start <= sources::kMaxLineBytes) {
-                    auto line = buffer.read(fd.get(), start, end - start + 1);
-                    if (line) chunk = *line;
-                } else if (found) {
-                    skipBytes = end - start + 1;
-                }
-            } else if (lastNl == std::string::npos) {
-                chunk = {};  // a partial last line: it waits for its newline
-            } else {
-                chunk = chunk.substr(0, lastNl + 1);
-            }
-            if (skipBytes > 0) {
-                p.warning = item.path + ": a line of " + std::to_string(skipBytes) +
-                            " bytes is over the limit, skipping";
-                p.offset = start + skipBytes;
-                p.linesSkipped += 1;
-            } else if (!chunk.empty()) {
-                auto parsed = sources::parseJsonlChunk(chunk, start, ctx, p.parserState, prices);
-                if (!parsed) {
-                    // A saved state this build cannot read: start the file over.
-                    parsed = sources::parseJsonlChunk(chunk, 0, ctx, "", prices);
-                }
-                if (parsed) {
-                    p.records = std::move(parsed->records);
-                    p.linesSkipped += static_cast<std::int64_t>(parsed->skippedLines);
-                    p.offset = start + parsed->consumedBytes;
-                    p.parserState = std::move(parsed->state);
-                    if (parsed->skippedLines > 0)
-                        p.info = item.path + ": " + std::to_string(parsed->skippedLines) +
-                                 " malformed line(s), skipping";
-                }
-            }
-            if (start == 0 || p.headLen < kFingerprintBytes) {
-                p.headLen = std::min<std::uint64_t>(p.offset, kFingerprintBytes);
-                auto head = readAt(fd.get(), 0, p.headLen);
-                p.headHash = head ? fnv1a(*head) : 0;
-            }
-            p.stillDirty = p.offset > start && p.offset < seenSize;
-        }
-        p.tailLen = std::min<std::uint64_t>(p.offset, kFingerprintBytes);
-        auto tail = readAt(fd.get(), p.offset - p.tailLen, p.tailLen);
-        p.tailHash = tail ? fnv1a(*tail) : 0;
+    p.file = item.file;
+    const std::uint64_t start = item.start;
+    p.offset = start;
+    p.parserState = std::move(item.parserState);
+    p.linesSkipped = item.linesSkipped;
+    p.headHash = item.headHash;
+    p.headLen = item.headLen;
+    if (beforeRead) beforeRead(item.path);
+    UniqueFd fd(::open(item.path.c_str(), O_RDONLY | O_CLOEXEC));
+    if (!fd.valid()) {
+        p.outcome = ReadOutcome::Failed;
+        p.error = "cannot open " + item.path + ": " + std::strerror(errno);
+        return;
     }
+    // A read of the step's own bytes: counted as the step's; a failure
+    // marks the file skipped (takeReads).
+    auto readCounted = [&](std::uint64_t offset, std::uint64_t n) -> std::optional<std::string_view> {
+        auto bytes = buffer.read(fd.get(), offset, n);
+        if (!bytes) {
+            p.outcome = ReadOutcome::Failed;
+            p.error = "cannot read " + item.path + ": " + bytes.error().message;
+            return std::nullopt;
+        }
+        p.bytesRead += static_cast<std::int64_t>(bytes->size());
+        p.stepBytes += static_cast<std::int64_t>(bytes->size());
+        return *bytes;
+    };
+    const sources::FileContext ctx = sources::makeFileContext(
+        item.provider, item.rootIndex, item.relPath, item.seenMtimeNs / 1000);
+    const auto seenSize = static_cast<std::uint64_t>(item.seenSize);
+    if (item.geminiJson) {
+        if (seenSize > sources::kMaxGeminiJsonBytes) {
+            p.linesSkipped = 1;
+            p.offset = seenSize;
+        } else {
+            auto bytes = readCounted(0, seenSize);
+            if (!bytes) return;
+            auto parsed = sources::parseGeminiJsonFile(*bytes, ctx, prices);
+            if (!parsed) {
+                p.parseFailed = true;  // caught mid-write: retried when it changes again
+            } else {
+                p.records = std::move(parsed->records);
+                p.linesSkipped = static_cast<std::int64_t>(parsed->skippedMessages);
+                p.offset = bytes->size();
+                p.headLen = std::min<std::uint64_t>(bytes->size(), kFingerprintBytes);
+                p.headHash = fnv1a(std::string_view(*bytes).substr(0, p.headLen));
+            }
+        }
+    } else {
+        const std::uint64_t available = seenSize > start ? seenSize - start : 0;
+        auto bytes = readCounted(start, std::min(available, item.budget));
+        if (!bytes) return;
+        std::string_view chunk = *bytes;
+        const auto lastNl = chunk.find_last_of('\n');
+        std::uint64_t skipBytes = 0;  // a line over the limit, skipped unread
+        if (lastNl == std::string::npos && start + chunk.size() < seenSize) {
+            // A line longer than this step's budget: find its end without holding it.
+            std::uint64_t pos = start + chunk.size();
+            std::uint64_t end = 0;
+            bool found = false;
+            while (pos < seenSize) {
+                auto piece = readAt(fd.get(), pos, kScanPieceBytes);
+                if (!piece || piece->empty()) break;
+                p.bytesRead += static_cast<std::int64_t>(piece->size());
+                const auto nl = piece->find('\n');
+                if (nl != std::string::npos) {
+                    end = pos + nl;
+                    found = true;
+                    break;
+                }
+                pos += piece->size();
+            }
+            chunk = {};
+            if (found && end - start <= sources::kMaxLineBytes) {
+                auto line = buffer.read(fd.get(), start, end - start + 1);
+                if (line) chunk = *line;
+            } else if (found) {
+                skipBytes = end - start + 1;
+            }
+        } else if (lastNl == std::string::npos) {
+            chunk = {};  // a partial last line: it waits for its newline
+        } else {
+            chunk = chunk.substr(0, lastNl + 1);
+        }
+        if (skipBytes > 0) {
+            p.warning = item.path + ": a line of " + std::to_string(skipBytes) +
+                        " bytes is over the limit, skipping";
+            p.offset = start + skipBytes;
+            p.linesSkipped += 1;
+        } else if (!chunk.empty()) {
+            auto parsed = sources::parseJsonlChunk(chunk, start, ctx, p.parserState, prices);
+            if (!parsed) {
+                // A saved state this build cannot read: start the file over.
+                parsed = sources::parseJsonlChunk(chunk, 0, ctx, "", prices);
+            }
+            if (parsed) {
+                p.records = std::move(parsed->records);
+                p.linesSkipped += static_cast<std::int64_t>(parsed->skippedLines);
+                p.offset = start + parsed->consumedBytes;
+                p.parserState = std::move(parsed->state);
+                if (parsed->skippedLines > 0)
+                    p.info = item.path + ": " + std::to_string(parsed->skippedLines) +
+                             " malformed line(s), skipping";
+            }
+        }
+        if (start == 0 || p.headLen < kFingerprintBytes) {
+            p.headLen = std::min<std::uint64_t>(p.offset, kFingerprintBytes);
+            auto head = readAt(fd.get(), 0, p.headLen);
+            p.headHash = head ? fnv1a(*head) : 0;
+        }
+        p.stillDirty = p.offset > start && p.offset < seenSize;
+    }
+    p.tailLen = std::min<std::uint64_t>(p.offset, kFingerprintBytes);
+    auto tail = readAt(fd.get(), p.offset - p.tailLen, p.tailLen);
+    p.tailHash = tail ? fnv1a(*tail) : 0;
 }
-
-// A step's reads in turn, on one thread.
-IngestEngine::ReadStep IngestEngine::readStep(std::vector<ReadItem> items,
-                                              const sources::PriceTable& prices,
-                                              const std::function<void(const std::string&)>& beforeRead) {
-    ReadStep step;
-    step.files.resize(items.size());
-    ReadBuffer buffer;  // at most the step's budget, or one line over it
-    for (std::size_t i = 0; i < items.size(); ++i) readFile(items[i], step.files[i], buffer, prices, beforeRead);
-    markSuperseded(step);
-    return step;
-}
-
 
 // The step's best record of each key (keys name their provider) is the only
 // one written: the winner order is total (sources/identity.h), so applying

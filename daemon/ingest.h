@@ -230,9 +230,8 @@ private:
     void planRead(FileEntry& f);
     const ScanDir* scanDirFor(const std::string& path) const;
     class ReadAhead;     // the helper thread reading steps ahead
-    // Static: they see nothing of the engine, so they can run on the helper thread.
-    static ReadStep readStep(std::vector<ReadItem> items, const sources::PriceTable& prices,
-                             const std::function<void(const std::string&)>& beforeRead);
+    // Static: it sees nothing of the engine, so it can run on the helper
+    // thread (or on the writer's, waiting for the step).
     static void readFile(ReadItem& item, PendingFile& p, ReadBuffer& buffer,
                          const sources::PriceTable& prices,
                          const std::function<void(const std::string&)>& beforeRead);
