@@ -370,7 +370,6 @@ private:
     std::uint64_t capacity_ = 0;
 };
 
-
 // One file of a step, as planned on the writer thread: a copy of what the
 // read needs, so the read can run on the helper thread.
 struct IngestEngine::ReadItem {
@@ -464,7 +463,7 @@ public:
         {
             std::unique_lock lock(mutex_);
             auto helpable = [this] {
-                return reading_ != nullptr && reading_->next < reading_->items.size() &&
+                return reading_ != nullptr && canTake(*reading_) &&
                        reading_->items[reading_->next].plannedBytes <= kHelpReadMaxBytes;
             };
             changed_.wait(lock, [&] { return !ready_.empty() || ended_ || helpable(); });
@@ -472,18 +471,7 @@ public:
             work = reading_;
             i = work->next++;
         }
-        std::exception_ptr failure;
-        try {
-            readFile(work->items[i], work->step.files[i], writerBuffer_, engine_.prices_, engine_.beforeRead_);
-        } catch (...) {
-            failure = std::current_exception();
-        }
-        {
-            std::lock_guard lock(mutex_);
-            ++work->done;
-            if (failure) work->failure = failure;
-        }
-        changed_.notify_all();
+        readTaken(*work, i, writerBuffer_);
         return true;
     }
     // The next step, once read (after start()); nullopt when nothing is left.
@@ -607,6 +595,14 @@ private:
         return items;
     }
 
+    struct StepInProgress {
+        std::vector<ReadItem> items;
+        ReadStep step;              // files[i] is items[i], as read
+        std::size_t next = 0;       // files taken, and the next to take; guarded by mutex_
+        std::size_t done = 0;       // files read (or failed); guarded by mutex_
+        std::exception_ptr failure;  // the first file that failed; guarded by mutex_
+    };
+
     // A step's files, read in turn by the helper and by the writer while it
     // waits (helpRead), each taking the next one.
     ReadStep readShared(std::vector<ReadItem> items) {
@@ -618,35 +614,48 @@ private:
             reading_ = &work;
         }
         changed_.notify_all();
-        std::exception_ptr failure;
-        try {
-            for (;;) {
-                std::size_t i = 0;
-                {
-                    std::lock_guard lock(mutex_);
-                    if (work.next == work.items.size()) break;
-                    i = work.next++;
-                }
-                changed_.notify_all();  // the file after it may be one the writer can take
-                readFile(work.items[i], work.step.files[i], buffer_, engine_.prices_, engine_.beforeRead_);
+        for (;;) {
+            std::size_t i = 0;
+            {
                 std::lock_guard lock(mutex_);
-                ++work.done;
+                if (!canTake(work)) break;
+                i = work.next++;
             }
-        } catch (...) {
-            failure = std::current_exception();
+            changed_.notify_all();  // the file after it may be one the writer can take
+            readTaken(work, i, buffer_);
         }
         {
             // No file is taken any more; those the writer took, it is
             // reading now: `work` must outlive them.
             std::unique_lock lock(mutex_);
             reading_ = nullptr;
-            if (failure) ++work.done;  // the file that failed
             changed_.wait(lock, [&] { return work.done == work.next; });
-            if (!failure) failure = work.failure;
         }
-        if (failure) std::rethrow_exception(failure);
+        if (work.failure) std::rethrow_exception(work.failure);
         markSuperseded(work.step);
         return std::move(work.step);
+    }
+
+    // mutex_ held: a file is left to take, and none failed.
+    static bool canTake(const StepInProgress& work) {
+        return work.next < work.items.size() && !work.failure;
+    }
+
+    // Reads file `i` of `work`, taken by this thread; a failure (an
+    // exception) is kept for the helper to raise once the step is done.
+    void readTaken(StepInProgress& work, std::size_t i, ReadBuffer& buffer) {
+        std::exception_ptr failure;
+        try {
+            readFile(work.items[i], work.step.files[i], buffer, engine_.prices_, engine_.beforeRead_);
+        } catch (...) {
+            failure = std::current_exception();
+        }
+        {
+            std::lock_guard lock(mutex_);
+            ++work.done;
+            if (failure && !work.failure) work.failure = failure;
+        }
+        changed_.notify_all();
     }
 
     // Where `step` leaves its files, as its commit will.
@@ -662,13 +671,6 @@ private:
         }
     }
 
-    struct StepInProgress {
-        std::vector<ReadItem> items;
-        ReadStep step;              // files[i] is items[i], as read
-        std::size_t next = 0;       // files taken, and the next to take; guarded by mutex_
-        std::size_t done = 0;       // files read (or failed); guarded by mutex_
-        std::exception_ptr failure;  // of a file the writer read; guarded by mutex_
-    };
     // The largest file the writer helps with: its buffer, kept between
     // reads, stays this small (the RSS limit has little room left).
     static constexpr std::uint64_t kHelpReadMaxBytes = 512 * 1024;
