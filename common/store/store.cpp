@@ -75,6 +75,10 @@ Result<Connection> openWriter(const std::string& path, const WriterOptions& opti
     // could not create them, and SQLite cannot open a WAL store without them.
     int persist = 1;
     sqlite3_file_control(db->handle(), "main", SQLITE_FCNTL_PERSIST_WAL, &persist);
+    // Before WAL mode, which writes the first page of a new file; a no-op on
+    // a store that exists.
+    if (auto st = db->exec("PRAGMA page_size = " + std::to_string(kNewStorePageBytes)); !st)
+        return st.error();
     // recursive_triggers: a row that INSERT OR REPLACE (or an upsert's REPLACE)
     // deletes fires its DELETE triggers only with it on; without it the
     // counters of invariant 7 and the retractions would miss that delete.

