@@ -428,26 +428,19 @@ struct IngestEngine::ReadStep {
 // failed step, a cycle with something to stat) loses nothing.
 class IngestEngine::ReadAhead {
 public:
-    explicit ReadAhead(IngestEngine& engine) : engine_(engine), cursor_(engine.files_.begin()) {}
+    // Starts the helper.
+    explicit ReadAhead(IngestEngine& engine)
+        : engine_(engine), cursor_(engine.files_.begin()), thread_(&ReadAhead::run, this) {}
     ReadAhead(const ReadAhead&) = delete;
     ReadAhead& operator=(const ReadAhead&) = delete;
-    ~ReadAhead() { stop(); }
-
-    // Starts the helper, or lets it go on from where stop() left it.
-    void start() {
-        std::lock_guard lock(mutex_);
-        stopWanted_ = false;
-        ended_ = finished_;
-        if (!finished_) thread_ = std::thread(&ReadAhead::run, this);
-    }
-    // The helper ends after the step it is reading; the steps read stay.
-    void stop() {
+    // The helper ends after the step it is reading.
+    ~ReadAhead() {
         {
             std::lock_guard lock(mutex_);
             stopWanted_ = true;
         }
         changed_.notify_all();
-        if (thread_.joinable()) thread_.join();
+        thread_.join();
     }
     // Whether next() would return at once.
     bool ready() {
@@ -679,7 +672,7 @@ private:
     ReadBuffer buffer_;        // the helper's: at most a step's budget, or one line over it
     ReadBuffer writerBuffer_;  // the writer's, in helpRead
     StepInProgress* reading_ = nullptr;  // guarded by mutex_; the helper's stack
-    // The helper's alone while it runs; kept across stop() and start().
+    // The helper's alone.
     std::unordered_map<const FileEntry*, Progress> progress_;
     std::map<std::string, FileEntry>::iterator cursor_;  // no open file before it
     std::mutex mutex_;
@@ -688,9 +681,9 @@ private:
     std::vector<ReadStep> spent_;
     bool stopWanted_ = false;
     bool finished_ = false;  // nothing is left to plan, or the helper failed
-    bool ended_ = true;      // the helper has returned
+    bool ended_ = false;     // the helper has returned
     std::exception_ptr failure_;
-    std::thread thread_;
+    std::thread thread_;  // last: it starts in the constructor, once the rest is built
 };
 
 IngestEngine::IngestEngine(std::vector<ProviderRoots> roots, const sources::PriceTable& prices,
@@ -890,12 +883,12 @@ Result<CycleReport> IngestEngine::runCycle(
     // The steps the previous cycle read ahead (it stopped at maxSteps with
     // bytes left, and its helper went on reading through the daemon's mart
     // refresh) are this cycle's own when it stats nothing: the same committed
-    // files. The helper stops before any stat changes files_.
+    // files, and its helper reads on. A stat changes files_: the helper
+    // stops and its steps go first. (Stopping it between the tasks of a
+    // first ingest too made the writer wait for the step being read, 17
+    // times 8.5 ms in 1 GB.)
     std::unique_ptr<ReadAhead> ahead = std::move(readAhead_);
-    if (ahead) {
-        ahead->stop();
-        if (request.fullRescan || request.rereadAll || !request.paths.empty()) ahead.reset();
-    }
+    if (ahead && (request.fullRescan || request.rereadAll || !request.paths.empty())) ahead.reset();
     std::set<std::string> seen;
     if (request.fullRescan) {
         scanDirs_.clear();
@@ -925,7 +918,6 @@ Result<CycleReport> IngestEngine::runCycle(
     // step (counts, logs) only once the step before it committed. Every exit
     // stops the helper; what it read and nobody took up is dropped with it.
     if (!ahead) ahead = std::make_unique<ReadAhead>(*this);
-    ahead->start();
     // The next step; while it is still being read, the writer does
     // `whileReading`'s work for as long as it has some, then reads files of
     // that step itself, rather than wait.
