@@ -117,26 +117,30 @@ TEST_CASE("the writer connection runs in WAL mode with the store.md pragmas") {
     CHECK(*db.queryInt("PRAGMA foreign_keys") == 1);
 }
 
+// SQLite's default: a new store that has it would not show the setting.
+static_assert(kNewStorePageBytes != 4096);
+
 TEST_CASE("a new store gets kNewStorePageBytes; a store that exists keeps its page size") {
     TempDir dir;
     {
         Connection db = freshStore(dir);
         CHECK(*db.queryInt("PRAGMA page_size") == kNewStorePageBytes);
-        CHECK(kNewStorePageBytes != 4096);  // SQLite's default: the setting took effect
     }
-    // A store made with SQLite's default page size (as etld made them before):
-    // the writer opens and migrates it as it is.
+    // A store written with SQLite's default page size (as etld made them
+    // before): the writer opens and migrates it as it is, rows and all.
     const std::string older = dir.file("older.db");
     {
         auto db = Connection::open(older, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE);
         REQUIRE(db);
         REQUIRE(db->exec("PRAGMA page_size = 4096"));
         REQUIRE(db->exec("PRAGMA journal_mode = WAL"));
+        REQUIRE(db->exec("CREATE TABLE kept (x); INSERT INTO kept VALUES (42)"));
     }
     auto reopened = openWriter(older);
     REQUIRE(reopened);
     CHECK(*reopened->queryInt("PRAGMA page_size") == 4096);
     CHECK(*schemaVersion(*reopened) == latestSchemaVersion());
+    CHECK(*reopened->queryInt("SELECT x FROM kept") == 42);
 }
 
 TEST_CASE("the statement cache keeps one statement per text, also for texts alike at both ends") {
