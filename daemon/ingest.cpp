@@ -467,7 +467,7 @@ public:
         readTaken(*work, i, writerBuffer_);
         return true;
     }
-    // The next step, once read (after start()); nullopt when nothing is left.
+    // The next step, once read; nullopt when nothing is left.
     std::optional<ReadStep> next() {
         std::unique_lock lock(mutex_);
         changed_.wait(lock, [this] { return !ready_.empty() || ended_; });
@@ -915,8 +915,10 @@ Result<CycleReport> IngestEngine::runCycle(
     if (auto st = deferIndexesOnFirstIngest(db, report.bytesToRead); !st) return st.error();
     // Steps are read ahead of the one being written (reading and parsing are
     // a third of a first ingest's CPU time): the writer thread takes up each
-    // step (counts, logs) only once the step before it committed. Every exit
-    // stops the helper; what it read and nobody took up is dropped with it.
+    // step (counts, logs) only once the step before it committed. An exit
+    // stops the helper, and what it read and nobody took up is dropped with
+    // it; but a cycle stopped at maxSteps with more to read leaves it reading
+    // on for the next one.
     if (!ahead) ahead = std::make_unique<ReadAhead>(*this);
     // The next step; while it is still being read, the writer does
     // `whileReading`'s work for as long as it has some, then reads files of

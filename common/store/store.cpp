@@ -56,6 +56,14 @@ Status checkReadable(Connection& db) {
 
 std::optional<UnixMicros> optMicros(const Statement& s, int col) { return s.columnOptInt(col); }
 
+// Keep -wal and -shm after the last connection closes: a read-only user
+// could not create them, and SQLite cannot open a WAL store without them.
+// Every connection that writes the store, or checkpoints it, sets it.
+void keepWalFilesOnClose(Connection& db) {
+    int persist = 1;
+    sqlite3_file_control(db.handle(), "main", SQLITE_FCNTL_PERSIST_WAL, &persist);
+}
+
 Status useMemoryBudget(Connection& db, int cacheKiB, std::string_view tempStore) {
     if (auto st = db.exec("PRAGMA cache_size = -" + std::to_string(cacheKiB)); !st) return st;
     return db.exec("PRAGMA temp_store = " + std::string(tempStore));
@@ -71,10 +79,7 @@ Result<Connection> openWriter(const std::string& path, const WriterOptions& opti
                                          SQLITE_OPEN_NOMUTEX);
     if (!db) return db.error();
     sqlite3_busy_timeout(db->handle(), kBusyTimeoutMs);
-    // Keep -wal and -shm after the last connection closes: a read-only user
-    // could not create them, and SQLite cannot open a WAL store without them.
-    int persist = 1;
-    sqlite3_file_control(db->handle(), "main", SQLITE_FCNTL_PERSIST_WAL, &persist);
+    keepWalFilesOnClose(*db);
     // Before WAL mode, which writes the first page of a new file; a no-op on
     // a store that exists.
     if (auto st = db->exec("PRAGMA page_size = " + std::to_string(kNewStorePageBytes)); !st)
@@ -122,8 +127,7 @@ Status buildIndexes(Connection& db, DeferredIndexes which) {
 Result<Connection> openWriterCompanion(const std::string& path) {
     auto db = Connection::open(path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX);
     if (!db) return db.error();
-    int persist = 1;
-    sqlite3_file_control(db->handle(), "main", SQLITE_FCNTL_PERSIST_WAL, &persist);
+    keepWalFilesOnClose(*db);
     // Should it close last, it cuts the WAL it checkpoints to nothing, as the
     // writer does: a reader opening the store then has no frames to read.
     if (auto st = db->exec("PRAGMA journal_size_limit = " + std::to_string(kWalLimitBytes)); !st)
