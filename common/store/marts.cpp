@@ -37,16 +37,37 @@
 // read, add, write back, or DELETE when its message count reaches 0.
 //
 // Helper tables (migration 3) hold counted members of a mart key: rows
-// (key, member, events) for a session, a project, a model or a timestamp,
-// present exactly while events > 0. Hence:
+// (key, member, events) for a session, a project or a model, present
+// exactly while events > 0. Hence:
 //   * a distinct count moves by +1 when a member row appears and by -1 when
 //     it goes (session_count, project_count, total_sessions);
-//   * first_ts / last_ts are the first and last rows of a (key, ts) range of
-//     a primary key: one index seek each;
 //   * primary_model is the first row of an index on (session, events DESC,
 //     model): the model with most events, the smallest name on a tie.
+//
+// Spans (migration 8). A session's first_ts with its project_id (the
+// smallest (ts, project_id) of its events) and last_ts, and a project's
+// first_ts and last_ts, are kept in the mart row alone. A step knows, per
+// key, the smallest and the largest stamps it adds and takes back out:
+//   * when nothing it takes back out reaches the stored extreme S (every
+//     stamp removed lies above the first, below the last), S's event is
+//     still counted, and the new extreme is S or what was added, whichever
+//     is further out;
+//   * otherwise the extreme is read again: the first (last) of the key's
+//     events in usage_events that the mart has absorbed (id <= W), one seek
+//     down idx_events_session or idx_events_project.
+// That seek misses an absorbed event deleted since whose retraction the
+// mart has not consumed yet (a step stopped by its budget, or one prepared
+// in an older snapshot), so S may leave it out. Such an event can only be
+// further out than S while its retraction is pending, and that retraction
+// then reaches S when consumed, which reads S again: once the mart has
+// absorbed every event and retraction, S is exact (invariant 5). Only when
+// none of the key's absorbed events is left in usage_events while the row
+// still counts some is S read from their pending retractions instead.
+//
 // Nothing reads all events of a day, project or session: a step touching k
-// rows costs O(k) B-tree seeks, O(k log n), whatever the store's size.
+// rows costs O(k) B-tree seeks, O(k log n), whatever the store's size (a
+// span's seek also steps over the key's events the mart has not absorbed
+// yet, as many as it lags behind).
 //
 // Money. Each mart row also keeps its cost exactly, as a 128-bit two's
 // complement integer of 2^-80 USD (cost_exact_hi * 2^64 + cost_exact_lo,
@@ -83,6 +104,8 @@
 #include <tuple>
 #include <vector>
 
+#include "store/store.h"
+
 namespace etld::store {
 namespace {
 
@@ -96,6 +119,7 @@ enum Mart : size_t { kDaily, kSession, kProject, kProviderDay, kModelDay, kMartC
 constexpr std::array<const char*, kMartCount> kMartNames = {"daily", "session", "project",
                                                             "provider_day", "model_day"};
 using MartSet = std::array<bool, kMartCount>;
+using Watermark = MartWatermark;
 
 Error inconsistent(std::string_view what) {
     return Error{"mart_inconsistent", "mart state does not match its events (" + std::string(what) +
@@ -361,11 +385,8 @@ struct Sql {
         "daily_mart_sessions", {"day", "project_id", "provider", "model", "speed", "session_id"});
     MemberTable sessionModels =
         memberTable("session_mart_models", {"provider", "session_id", "model"});
-    MemberTable sessionTs =
-        memberTable("session_mart_ts", {"provider", "session_id", "ts", "project_id"});
     MemberTable projectSessions =
         memberTable("project_mart_sessions", {"project_id", "provider", "session_id"});
-    MemberTable projectTs = memberTable("project_mart_ts", {"project_id", "ts"});
     MemberTable providerDaySessions =
         memberTable("provider_day_mart_sessions", {"day", "provider", "session_id"});
     MemberTable providerDayProjects =
@@ -428,26 +449,49 @@ constexpr const char* kWriteWatermark =
     "excluded.last_retraction_seq, last_refresh_ts = excluded.last_refresh_ts";
 constexpr const char* kPruneRetractions = "DELETE FROM event_retractions WHERE seq <= ?1";
 
-constexpr const char* kSessionFirst =
-    "SELECT ts, project_id FROM session_mart_ts WHERE provider = ?1 AND session_id = ?2 "
-    "ORDER BY ts, project_id LIMIT 1";
-constexpr const char* kSessionLast =
-    "SELECT ts FROM session_mart_ts WHERE provider = ?1 AND session_id = ?2 "
-    "ORDER BY ts DESC LIMIT 1";
 constexpr const char* kSessionPrimaryModel =
     "SELECT model FROM session_mart_models INDEXED BY session_mart_models_rank "
     "WHERE provider = ?1 AND session_id = ?2 ORDER BY events DESC, model LIMIT 1";
 constexpr const char* kSessionCwd =
     "SELECT cwd FROM session_cwd WHERE provider = ?1 AND session_id = ?2";
-constexpr const char* kProjectFirst =
-    "SELECT ts FROM project_mart_ts WHERE project_id = ?1 ORDER BY ts LIMIT 1";
-constexpr const char* kProjectLast =
-    "SELECT ts FROM project_mart_ts WHERE project_id = ?1 ORDER BY ts DESC LIMIT 1";
+
+// How a span is stored, read again from the events and, when none is left,
+// from their pending retractions (see "Spans"). Parameters: the mart key,
+// then the mart's event watermark, then its retraction watermark. A
+// project's events come in (day, ts) order, the order of ts itself.
+struct SpanSql {
+    const char* index;  // what `first` and `last` seek through
+    const char* stored;
+    const char* first;
+    const char* last;
+    const char* pending;
+};
+constexpr SpanSql kSessionSpan = {
+    "idx_events_session",
+    "SELECT first_ts, project_id, last_ts FROM session_mart "
+    "WHERE provider = ?1 AND session_id = ?2",
+    "SELECT ts, project_id FROM usage_events WHERE session_id = ?2 AND provider = ?1 "
+    "AND id <= ?3 ORDER BY ts, project_id LIMIT 1",
+    "SELECT ts, project_id FROM usage_events WHERE session_id = ?2 AND provider = ?1 "
+    "AND id <= ?3 ORDER BY ts DESC, project_id DESC LIMIT 1",
+    "SELECT ts, project_id FROM event_retractions WHERE seq > ?4 AND old_event_id <= ?3 "
+    "AND provider = ?1 AND session_id = ?2",
+};
+constexpr SpanSql kProjectSpan = {
+    "idx_events_project",
+    "SELECT first_ts, project_id, last_ts FROM project_mart WHERE project_id = ?1",
+    "SELECT ts, project_id FROM usage_events WHERE project_id = ?1 AND id <= ?2 "
+    "ORDER BY day, ts LIMIT 1",
+    "SELECT ts, project_id FROM usage_events WHERE project_id = ?1 AND id <= ?2 "
+    "ORDER BY day DESC, ts DESC LIMIT 1",
+    "SELECT ts, project_id FROM event_retractions WHERE seq > ?3 AND old_event_id <= ?2 "
+    "AND project_id = ?1",
+};
 constexpr const char* kProjectInfo =
     "SELECT provider, slug, display_name FROM projects WHERE id = ?1";
 
 // Every table the engine owns or fills, emptied by a rebuild.
-constexpr std::array<const char*, 13> kRebuildDeletes = {
+constexpr std::array<const char*, 11> kRebuildDeletes = {
     "DELETE FROM daily_mart",
     "DELETE FROM session_mart",
     "DELETE FROM project_mart",
@@ -455,9 +499,7 @@ constexpr std::array<const char*, 13> kRebuildDeletes = {
     "DELETE FROM model_day_mart",
     "DELETE FROM daily_mart_sessions",
     "DELETE FROM session_mart_models",
-    "DELETE FROM session_mart_ts",
     "DELETE FROM project_mart_sessions",
-    "DELETE FROM project_mart_ts",
     "DELETE FROM provider_day_mart_sessions",
     "DELETE FROM provider_day_mart_projects",
     "DELETE FROM model_day_mart_sessions",
@@ -523,10 +565,10 @@ Status applyMembers(Connection& db, const MemberTable& table, const Deltas& delt
 // Members per multi-row upsert of applyUncountedMembers.
 constexpr std::size_t kAddRows = 32;
 
-// A helper table whose members nobody counts (timestamps, models): a
+// A helper table whose members nobody counts (a session's models): a
 // positive delta can neither empty a row nor needs the old count, so the
 // positive ones are upserts, kAddRows members a statement; only a negative
-// one reads first. Two of these tables hold a row per event.
+// one reads first.
 template <typename Deltas>
 Status applyUncountedMembers(Connection& db, const MemberTable& table, const Deltas& deltas) {
     using Member = typename Deltas::key_type;
@@ -653,6 +695,155 @@ private:
     typename std::pmr::map<Key, Value>::iterator last_ = map_.end();
 };
 
+// ---------------------------------------------------------------------------
+// Spans: first_ts and last_ts (see "Spans" above).
+
+// The earliest (smallest ts, then smallest project_id) and the latest ts of
+// the events a step adds to a key, or of those it takes back out, and how
+// many of those events have exactly that stamp.
+struct Span {
+    bool empty = true;
+    Text firstTs, lastTs;
+    Id firstProject = 0;
+    std::int64_t atFirst = 0, atLast = 0;
+
+    void add(Text ts, Id project) {
+        const auto stamp = std::tie(ts, project);
+        if (empty || stamp < std::tie(firstTs, firstProject)) {
+            firstTs = ts;
+            firstProject = project;
+            atFirst = 0;
+        }
+        if (stamp == std::tie(firstTs, firstProject)) ++atFirst;
+        if (empty || ts > lastTs) {
+            lastTs = ts;
+            atLast = 0;
+        }
+        if (ts == lastTs) ++atLast;
+        empty = false;
+    }
+};
+
+// A session's or a project's delta: its sums, and the spans of the events
+// added and taken back out.
+struct SpannedTotals {
+    Totals totals;
+    Span added, removed;
+
+    void add(const Contribution& c, std::int64_t sign) {
+        totals.add(c, sign);
+        (sign > 0 ? added : removed).add(c.ts, c.projectId);
+    }
+};
+
+// A span as a mart row keeps it.
+struct SpanEnds {
+    std::string firstTs;
+    Id firstProject = 0;
+    std::string lastTs;
+};
+
+// The first or the last of a key's absorbed events still in usage_events,
+// if any is left; `key` is bound first, the event watermark after it.
+template <typename Key>
+Result<bool> readSpanEnd(Connection& db, const char* text, const Key& key, std::int64_t absorbedTo,
+                         std::string& ts, Id& project) {
+    return queryRow(
+        db, text, [&](Statement& s) { s.bind(bindTuple(s, key), absorbedTo); },
+        [&](Statement& s) {
+            ts = s.columnText(0);
+            project = s.columnInt(1);
+        });
+}
+
+// A key's span once a step's delta is in; `to` is where the step leaves
+// the mart.
+template <typename Key>
+Result<SpanEnds> spanAfterStep(Connection& db, const SpanSql& sql, const Key& key,
+                               const SpannedTotals& delta, const Watermark& to) {
+    SpanEnds ends;
+    auto stored = queryRow(
+        db, sql.stored, [&](Statement& s) { bindTuple(s, key); },
+        [&](Statement& s) {
+            ends.firstTs = s.columnText(0);
+            ends.firstProject = s.columnInt(1);
+            ends.lastTs = s.columnText(2);
+        });
+    if (!stored) return stored.error();
+    // The new first: the stored one or the first added, whichever comes
+    // first, and at least how many events it stands for (the stored one at
+    // least its own); unless the events taken back out reach below it or
+    // may be all of those: then it is read again. The last likewise.
+    const Span& added = delta.added;
+    const Span& removed = delta.removed;
+    std::int64_t atFirst = *stored ? 1 : 0, atLast = atFirst;
+    if (!added.empty) {
+        const auto first = std::tie(added.firstTs, added.firstProject);
+        if (!*stored || first < std::tie(ends.firstTs, ends.firstProject)) {
+            ends.firstTs = added.firstTs;
+            ends.firstProject = added.firstProject;
+            atFirst = 0;
+        }
+        if (first == std::tie(ends.firstTs, ends.firstProject)) atFirst += added.atFirst;
+        if (!*stored || added.lastTs > ends.lastTs) {
+            ends.lastTs = added.lastTs;
+            atLast = 0;
+        }
+        if (added.lastTs == ends.lastTs) atLast += added.atLast;
+    }
+    if (atFirst == 0) return inconsistent("a mart row without events");
+    bool readFirst = false, readLast = false;
+    if (!removed.empty) {
+        const auto first = std::tie(removed.firstTs, removed.firstProject);
+        const auto keptFirst = std::tie(ends.firstTs, ends.firstProject);
+        readFirst = first < keptFirst || (first == keptFirst && removed.atFirst >= atFirst);
+        readLast = removed.lastTs > ends.lastTs ||
+                   (removed.lastTs == ends.lastTs && removed.atLast >= atLast);
+    }
+    if (!readFirst && !readLast) return ends;
+
+    // A first ingest builds the read indexes at its end: this one cannot wait.
+    if (auto st = ensureReadIndexInTransaction(db, sql.index); !st) return st.error();
+    Id lastProject = 0;
+    bool left = true;
+    if (readFirst) {
+        auto found = readSpanEnd(db, sql.first, key, to.eventId, ends.firstTs, ends.firstProject);
+        if (!found) return found.error();
+        left = *found;
+    }
+    if (readLast && left) {
+        auto found = readSpanEnd(db, sql.last, key, to.eventId, ends.lastTs, lastProject);
+        if (!found) return found.error();
+        left = *found;
+    }
+    if (left) return ends;
+
+    // All the key's absorbed events are deleted, their retractions pending.
+    Span pending;
+    std::pmr::monotonic_buffer_resource text;
+    auto stmt = db.cached(sql.pending);
+    if (!stmt) return stmt.error();
+    Statement& s = **stmt;
+    s.bind(bindFrom(s, bindTuple(s, key), to.eventId), to.retractionSeq);
+    for (;;) {
+        auto row = s.step();
+        if (!row) return row.error();
+        if (!*row) break;
+        const std::string_view ts = s.columnView(0);
+        auto* copy = static_cast<char*>(text.allocate(ts.size(), 1));
+        std::memcpy(copy, ts.data(), ts.size());
+        pending.add({copy, ts.size()}, s.columnInt(1));
+    }
+    s.reset();
+    if (pending.empty) return inconsistent("a mart row counts events that are nowhere");
+    if (readFirst) {
+        ends.firstTs = pending.firstTs;
+        ends.firstProject = pending.firstProject;
+    }
+    if (readLast) ends.lastTs = pending.lastTs;
+    return ends;
+}
+
 struct DailyDeltas {
     using Key = std::tuple<Text, Id, Text, Text, Text>;  // day, project, provider, model, speed
     Tally<Key, Totals> rows;
@@ -695,43 +886,29 @@ struct DailyDeltas {
 
 struct SessionDeltas {
     using Key = std::tuple<Text, Text>;  // provider, session_id
-    Tally<Key, Totals> rows;
+    Tally<Key, SpannedTotals> rows;
     Tally<std::tuple<Text, Text, Text>, std::int64_t> models;
-    Tally<std::tuple<Text, Text, Text, Id>, std::int64_t> timestamps;
 
-    explicit SessionDeltas(std::pmr::memory_resource* arena)
-        : rows(arena), models(arena), timestamps(arena) {}
+    explicit SessionDeltas(std::pmr::memory_resource* arena) : rows(arena), models(arena) {}
 
     void add(const Contribution& c, std::int64_t sign) {
         rows[Key{c.provider, c.sessionId}].add(c, sign);
         models[{c.provider, c.sessionId, c.model}] += sign;
-        timestamps[{c.provider, c.sessionId, c.ts, c.projectId}] += sign;
     }
 
-    Status flush(Connection& db) const {
+    Status flush(Connection& db, const Watermark& to) const {
         if (auto st = applyUncountedMembers(db, sql().sessionModels, models); !st) return st;
-        if (auto st = applyUncountedMembers(db, sql().sessionTs, timestamps); !st) return st;
         for (const auto& [key, delta] : rows) {
             auto row = readRow(db, sql().session, key, 0);
             if (!row) return row.error();
-            auto keep = settle("session", *row, delta, {0, 0});
+            auto keep = settle("session", *row, delta.totals, {0, 0});
             if (!keep) return keep.error();
             if (!*keep) {
                 if (auto d = deleteRow(db, sql().session, key); !d) return d;
                 continue;
             }
-            std::string firstTs;
-            Id projectId = 0;
-            auto first = queryRow(
-                db, kSessionFirst, [&](Statement& s) { bindTuple(s, key); },
-                [&](Statement& s) {
-                    firstTs = s.columnText(0);
-                    projectId = s.columnInt(1);
-                });
-            if (!first) return first.error();
-            if (!*first) return inconsistent("session without timestamps");
-            auto lastTs = firstText(db, kSessionLast, key);
-            if (!lastTs) return lastTs.error();
+            auto span = spanAfterStep(db, kSessionSpan, key, delta, to);
+            if (!span) return span.error();
             auto model = firstText(db, kSessionPrimaryModel, key);
             if (!model) return model.error();
             auto cwd = firstText(db, kSessionCwd, key);
@@ -739,10 +916,10 @@ struct SessionDeltas {
             const Totals& t = row->totals;
             const std::int64_t oneShot = t.userMessages == 1 && t.assistantMessages == 1;
             auto st = runStatement(db, sql().session.upsert, [&](Statement& s) {
-                bindFrom(s, bindTuple(s, key), projectId, *model, firstTs, *lastTs, t.messages,
-                         t.userMessages, t.assistantMessages, t.input, t.output, t.cacheRead,
-                         t.cacheCreate, t.cost.toDouble(), oneShot, *cwd, t.cost.hi,
-                         t.cost.loColumn());
+                bindFrom(s, bindTuple(s, key), span->firstProject, *model, span->firstTs,
+                         span->lastTs, t.messages, t.userMessages, t.assistantMessages, t.input,
+                         t.output, t.cacheRead, t.cacheCreate, t.cost.toDouble(), oneShot, *cwd,
+                         t.cost.hi, t.cost.loColumn());
             });
             if (!st) return st;
         }
@@ -752,40 +929,33 @@ struct SessionDeltas {
 
 struct ProjectDeltas {
     using Key = std::tuple<Id>;
-    Tally<Key, Totals> rows;
+    Tally<Key, SpannedTotals> rows;
     Tally<std::tuple<Id, Text, Text>, std::int64_t> sessions;
-    Tally<std::tuple<Id, Text>, std::int64_t> timestamps;
 
-    explicit ProjectDeltas(std::pmr::memory_resource* arena)
-        : rows(arena), sessions(arena), timestamps(arena) {}
+    explicit ProjectDeltas(std::pmr::memory_resource* arena) : rows(arena), sessions(arena) {}
 
     void add(const Contribution& c, std::int64_t sign) {
         rows[Key{c.projectId}].add(c, sign);
         sessions[{c.projectId, c.provider, c.sessionId}] += sign;
-        timestamps[{c.projectId, c.ts}] += sign;
     }
 
-    Status flush(Connection& db) const {
+    Status flush(Connection& db, const Watermark& to) const {
         std::map<Key, std::int64_t> sessionCount;
         auto st = applyMembers(db, sql().projectSessions, sessions, [&](const auto& m, int d) {
             sessionCount[Key{std::get<0>(m)}] += d;
         });
         if (!st) return st;
-        st = applyUncountedMembers(db, sql().projectTs, timestamps);
-        if (!st) return st;
         for (const auto& [key, delta] : rows) {
             auto row = readRow(db, sql().project, key, 1);
             if (!row) return row.error();
-            auto keep = settle("project", *row, delta, {sessionCount[key], 0});
+            auto keep = settle("project", *row, delta.totals, {sessionCount[key], 0});
             if (!keep) return keep.error();
             if (!*keep) {
                 if (auto d = deleteRow(db, sql().project, key); !d) return d;
                 continue;
             }
-            auto firstTs = firstText(db, kProjectFirst, key);
-            if (!firstTs) return firstTs.error();
-            auto lastTs = firstText(db, kProjectLast, key);
-            if (!lastTs) return lastTs.error();
+            auto span = spanAfterStep(db, kProjectSpan, key, delta, to);
+            if (!span) return span.error();
             // projects.id is what usage_events.project_id references (a foreign
             // key), so the row is there; empty names only if it were not.
             std::string provider, slug, displayName;
@@ -799,7 +969,8 @@ struct ProjectDeltas {
             if (!info) return info.error();
             const Totals& t = row->totals;
             st = runStatement(db, sql().project.upsert, [&](Statement& s) {
-                bindFrom(s, bindTuple(s, key), provider, slug, displayName, *firstTs, *lastTs,
+                bindFrom(s, bindTuple(s, key), provider, slug, displayName, span->firstTs,
+                         span->lastTs,
                          t.messages, row->distinct[0], t.input, t.output, t.cacheRead,
                          t.cacheCreate, t.cost.toDouble(), t.cost.hi, t.cost.loColumn());
             });
@@ -914,13 +1085,14 @@ struct StepDeltas {
         if (marts[kProviderDay]) providerDay.add(c, sign);
         if (marts[kModelDay]) modelDay.add(c, sign);
     }
-    Status flush(Connection& db) const {
+    // `to`: where the step leaves these marts.
+    Status flush(Connection& db, const Watermark& to) const {
         if (marts[kDaily])
             if (auto st = daily.flush(db); !st) return st;
         if (marts[kSession])
-            if (auto st = session.flush(db); !st) return st;
+            if (auto st = session.flush(db, to); !st) return st;
         if (marts[kProject])
-            if (auto st = project.flush(db); !st) return st;
+            if (auto st = project.flush(db, to); !st) return st;
         if (marts[kProviderDay])
             if (auto st = providerDay.flush(db); !st) return st;
         if (marts[kModelDay])
@@ -932,7 +1104,6 @@ struct StepDeltas {
 // ---------------------------------------------------------------------------
 // Watermarks and the step.
 
-using Watermark = MartWatermark;
 static_assert(std::tuple_size_v<MartWatermarks> == kMartCount);
 
 struct StepResult {
@@ -1145,7 +1316,7 @@ Result<std::optional<RefreshStats>> applyPreparedRefreshInTransaction(Connection
 
     RefreshStats stats;
     for (const auto& group : p.groups) {
-        if (auto st = group.deltas->flush(db); !st) return st.error();
+        if (auto st = group.deltas->flush(db, group.result.after); !st) return st.error();
         stats.eventsAbsorbed = std::max(stats.eventsAbsorbed, group.result.absorbed);
         stats.retractionsApplied = std::max(stats.retractionsApplied, group.result.applied);
     }

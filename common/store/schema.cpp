@@ -29,6 +29,7 @@
 #include <array>
 #include <functional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace etld::store {
@@ -581,6 +582,21 @@ Migration sql(std::string text) {
     return [text = std::move(text)](Connection& db) { return db.exec(text); };
 }
 
+// Migration 8: a session's and a project's first and last timestamps are
+// kept in their mart rows alone (store/marts.cpp, "Spans"). The helper
+// tables of one row per event go; when a retraction takes an extreme away,
+// the marts read the next one from usage_events, through idx_events_session
+// and idx_events_project, which gain the columns that seek needs (both
+// still serve every lookup store.md's shorter forms serve).
+Status dropTimestampHelpers(Connection& db) {
+    if (auto st = db.exec("DROP TABLE session_mart_ts; DROP TABLE project_mart_ts;"
+                          "DROP INDEX IF EXISTS idx_events_session;"
+                          "DROP INDEX IF EXISTS idx_events_project;");
+        !st)
+        return st;
+    return ensureReadIndexes(db);
+}
+
 const std::vector<Migration>& migrations() {
     static const std::vector<Migration> all = {
         sql(std::string(kMigration1) + martCountTriggers()),
@@ -590,22 +606,31 @@ const std::vector<Migration>& migrations() {
         sql(kMigration5),
         moveEventKeyUniquenessToIndex,
         sql(kMigration7),
+        dropTimestampHelpers,
     };
     return all;
 }
 
-// store.md's indexes on usage_events (as migration 1 created them).
+// store.md's indexes on usage_events. Since migration 8 two of them go on
+// past store.md's columns: the marts seek a session's or a project's
+// earliest and latest event through them (their leading columns are
+// store.md's, so they serve its lookups as before).
 struct ReadIndex {
     const char* name;
     const char* columns;
 };
 constexpr std::array<ReadIndex, 5> kReadIndexes = {{
     {"idx_events_day", "day"},
-    {"idx_events_project", "project_id, day"},
+    {"idx_events_project", "project_id, day, ts"},
     {"idx_events_provider", "provider, day"},
-    {"idx_events_session", "session_id"},
+    {"idx_events_session", "session_id, provider, ts, project_id"},
     {"idx_events_model", "model, day"},
 }};
+
+Status ensureReadIndex(Connection& db, const ReadIndex& index) {
+    return db.exec(std::string("CREATE INDEX IF NOT EXISTS ") + index.name + " ON usage_events(" +
+                   index.columns + ")");
+}
 
 }  // namespace
 
@@ -616,12 +641,15 @@ Status dropReadIndexes(Connection& db) {
 }
 
 Status ensureReadIndexes(Connection& db) {
-    for (const ReadIndex& index : kReadIndexes) {
-        const std::string sql = std::string("CREATE INDEX IF NOT EXISTS ") + index.name +
-                                " ON usage_events(" + index.columns + ")";
-        if (auto st = db.exec(sql); !st) return st;
-    }
+    for (const ReadIndex& index : kReadIndexes)
+        if (auto st = ensureReadIndex(db, index); !st) return st;
     return {};
+}
+
+Status ensureReadIndex(Connection& db, std::string_view name) {
+    for (const ReadIndex& index : kReadIndexes)
+        if (index.name == name) return ensureReadIndex(db, index);
+    return Error{"internal", "no read index " + std::string(name)};
 }
 
 Status dropEventKeyIndex(Connection& db) { return db.exec("DROP INDEX IF EXISTS idx_events_key"); }

@@ -3,6 +3,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <string_view>
 
 #include "store/sqlite.h"
 
@@ -23,13 +24,20 @@ Result<std::int64_t> schemaVersion(Connection& db);
 Status migrate(Connection& db, const std::function<void(std::int64_t)>& beforeEach = {},
                std::int64_t upTo = latestSchemaVersion());
 
-// The five indexes store.md lists on usage_events, which only readers use.
+// The five indexes store.md lists on usage_events (two of them with more
+// columns since migration 8), which readers use, and the marts when a
+// retraction takes away a session's or a project's earliest or latest event.
 // A first ingest into an empty store drops them and builds them again once
 // its catch-up is done: one sort each instead of a B-tree insert per event
 // and index. Both run inside the caller's transaction. openWriter ensures
 // them, so a daemon stopped mid-way leaves no store without them.
 Status dropReadIndexes(Connection& db);
 Status ensureReadIndexes(Connection& db);
+// One of them, by name: the marts seek a session's or a project's earliest
+// and latest event through idx_events_session and idx_events_project
+// (store/marts.cpp), and build the one they need at once when a first
+// ingest has it dropped.
+Status ensureReadIndex(Connection& db, std::string_view name);
 
 // idx_events_key, UNIQUE(event_key) since migration 6: the identity of
 // sources.md, which ingest looks events up by. A first ingest drops it too

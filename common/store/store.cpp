@@ -124,6 +124,20 @@ Status buildIndexes(Connection& db, DeferredIndexes which) {
     return built;
 }
 
+Status ensureReadIndexInTransaction(Connection& db, std::string_view name) {
+    // A row per column if the index is there (no scan of sqlite_schema).
+    auto columns = db.prepare("PRAGMA index_info(" + std::string(name) + ")");
+    if (!columns) return columns.error();
+    auto present = columns->step();
+    if (!present) return present.error();
+    if (*present) return {};
+    // A sort of every event so far: spilled to files, not held in memory.
+    Status built = useMemoryBudget(db, kIndexBuildCacheKiB, "FILE");
+    if (built) built = ensureReadIndex(db, name);
+    if (auto st = useMemoryBudget(db, kWriterCacheKiB, "MEMORY"); !st && built) return st;
+    return built;
+}
+
 Result<Connection> openWriterCompanion(const std::string& path) {
     auto db = Connection::open(path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX);
     if (!db) return db.error();

@@ -7,6 +7,7 @@
 #include <functional>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "status/status.h"
@@ -60,6 +61,12 @@ struct DeferredIndexes {
     bool key = false;   // idx_events_key
 };
 Status buildIndexes(Connection& db, DeferredIndexes which);
+
+// Builds one of store.md's indexes by name (schema.h) when the store lacks
+// it, inside the write transaction the caller has open, within the same
+// budget; then restores the writer's. The marts call it when they must seek
+// a session's or a project's events while a first ingest has them dropped.
+Status ensureReadIndexInTransaction(Connection& db, std::string_view name);
 
 // A second connection to the store the daemon's writer holds, for one of
 // its helper threads (WAL checkpoints, reading the marts' steps ahead): it

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "store/marts.h"
 #include "store/schema.h"
 #include "store/store.h"
 #include "support.h"
@@ -76,6 +77,14 @@ void checkColumn(const std::map<std::string, Column>& cols, const std::string& n
     CHECK(it->second.type == type);
     CHECK(it->second.notNull == notNull);
     CHECK(it->second.defaultValue == defaultValue);
+}
+
+// The first column of a one-row query, as text.
+std::string rowText(Connection& db, const std::string& sql) {
+    auto stmt = db.prepare(sql);
+    REQUIRE(stmt);
+    REQUIRE(*stmt->step());
+    return stmt->columnText(0);
 }
 
 Connection freshStore(const TempDir& dir) {
@@ -251,15 +260,18 @@ TEST_CASE("project_id references projects(id)") {
     CHECK(found);
 }
 
-TEST_CASE("the five idx_events_* indexes exist with store.md's columns") {
+TEST_CASE("the five idx_events_* indexes exist and lead with store.md's columns") {
     TempDir dir;
     Connection db = freshStore(dir);
-    const std::map<std::string, std::vector<std::string>> expected = {
-        {"idx_events_day", {"day"}},
-        {"idx_events_project", {"project_id", "day"}},
-        {"idx_events_provider", {"provider", "day"}},
-        {"idx_events_session", {"session_id"}},
-        {"idx_events_model", {"model", "day"}},
+    struct Expected {
+        std::vector<std::string> storeMd, ours;  // ours go on past store.md's (migration 8)
+    };
+    const std::map<std::string, Expected> expected = {
+        {"idx_events_day", {{"day"}, {}}},
+        {"idx_events_project", {{"project_id", "day"}, {"ts"}}},
+        {"idx_events_provider", {{"provider", "day"}, {}}},
+        {"idx_events_session", {{"session_id"}, {"provider", "ts", "project_id"}}},
+        {"idx_events_model", {{"model", "day"}, {}}},
     };
     for (const auto& [name, columns] : expected) {
         INFO(name);
@@ -269,8 +281,56 @@ TEST_CASE("the five idx_events_* indexes exist with store.md's columns") {
         table->bind(1, name);
         REQUIRE(*table->step());
         CHECK(table->columnText(0) == "usage_events");
-        CHECK(indexColumns(db, name) == columns);
+        std::vector<std::string> all = columns.storeMd;
+        all.insert(all.end(), columns.ours.begin(), columns.ours.end());
+        CHECK(indexColumns(db, name) == all);
     }
+}
+
+TEST_CASE("migration 8 drops the per-event timestamp tables and lengthens two indexes") {
+    TempDir dir;
+    const std::string path = dir.file("etl.db");
+    const char* sessionRow = "SELECT first_ts || ' ' || last_ts || ' ' || message_count "
+                             "FROM session_mart WHERE session_id = 's'";
+    std::string before;
+    {
+        auto db = Connection::open(path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE);
+        REQUIRE(db);
+        REQUIRE(migrate(*db, {}, 7));
+        REQUIRE(db->exec("BEGIN"));
+        for (const char* ts : {"2026-01-01T10:00:00.000Z", "2026-01-01T11:00:00.000Z",
+                               "2026-01-02T09:00:00.000Z"}) {
+            NewEvent e;
+            e.ts = ts;
+            e.eventKey = ts;
+            REQUIRE(insertEvent(*db, e));
+        }
+        REQUIRE(db->exec("COMMIT"));
+        REQUIRE(refreshMarts(*db, 0, 100));
+        // The rows the marts of version 7 kept beside theirs.
+        REQUIRE(db->exec("INSERT INTO session_mart_ts SELECT provider, session_id, ts, project_id, "
+                         "COUNT(*) FROM usage_events GROUP BY 1, 2, 3, 4"));
+        REQUIRE(db->exec("INSERT INTO project_mart_ts SELECT project_id, ts, COUNT(*) "
+                         "FROM usage_events GROUP BY 1, 2"));
+        before = rowText(*db, sessionRow);
+        REQUIRE(before == "2026-01-01T10:00:00.000Z 2026-01-02T09:00:00.000Z 3");
+    }
+    Connection db = freshStore(dir);
+    CHECK(*schemaVersion(db) == latestSchemaVersion());
+    for (const char* gone : {"session_mart_ts", "project_mart_ts"})
+        CHECK(*db.queryInt(std::string("SELECT COUNT(*) FROM sqlite_schema WHERE name = '") + gone +
+                           "'") == 0);
+    CHECK(indexColumns(db, "idx_events_session") ==
+          std::vector<std::string>{"session_id", "provider", "ts", "project_id"});
+    CHECK(indexColumns(db, "idx_events_project") ==
+          std::vector<std::string>{"project_id", "day", "ts"});
+    CHECK(rowText(db, sessionRow) == before);
+    // The spans go on from the rows: both ends taken back out are read again.
+    REQUIRE(db.exec("DELETE FROM usage_events WHERE ts <> '2026-01-01T11:00:00.000Z'"));
+    REQUIRE(refreshMarts(db, 0, 100));
+    CHECK(rowText(db, sessionRow) == "2026-01-01T11:00:00.000Z 2026-01-01T11:00:00.000Z 1");
+    CHECK(rowText(db, "SELECT first_ts || ' ' || last_ts FROM project_mart") ==
+          "2026-01-01T11:00:00.000Z 2026-01-01T11:00:00.000Z");
 }
 
 TEST_CASE("event_key is unique through idx_events_key, which a writer open restores") {
@@ -356,8 +416,12 @@ TEST_CASE("migration 6 keeps usage_events' rows, ids, sequence, indexes and trig
         REQUIRE(sequence == 3);
         REQUIRE(dependentsBefore.count("index sqlite_autoindex_usage_events_1: ") == 1);
     }
-    Connection db = freshStore(dir);
-    CHECK(*schemaVersion(db) == latestSchemaVersion());
+    // Migration 8 redefines two of the indexes: stop before it.
+    auto opened = Connection::open(path, SQLITE_OPEN_READWRITE);
+    REQUIRE(opened);
+    Connection db = std::move(opened).value();
+    REQUIRE(migrate(db, {}, 6));
+    CHECK(*schemaVersion(db) == 6);
     CHECK(rows(db) == before);
     CHECK(*db.queryInt("SELECT seq FROM sqlite_sequence WHERE name = 'usage_events'") == sequence);
     std::set<std::string> expected = dependentsBefore;
