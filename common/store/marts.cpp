@@ -47,11 +47,13 @@
 // Spans (migration 8). A session's first_ts with its project_id (the
 // smallest (ts, project_id) of its events) and last_ts, and a project's
 // first_ts and last_ts, are kept in the mart row alone. A step knows, per
-// key, the smallest and the largest stamps it adds and takes back out:
-//   * when nothing it takes back out reaches the stored extreme S (every
-//     stamp removed lies above the first, below the last), S's event is
-//     still counted, and the new extreme is S or what was added, whichever
-//     is further out;
+// key, the smallest and the largest stamps it adds and takes back out, and
+// how many of its events sit exactly there:
+//   * when what it takes back out neither reaches past the stored extreme S
+//     nor may be every event at S (it takes out fewer there than are known
+//     to be there: S's own, and those it adds at S), an event at S is still
+//     counted, and the new extreme is S or what was added, whichever is
+//     further out;
 //   * otherwise the extreme is read again: the first (last) of the key's
 //     events in usage_events that the mart has absorbed (id <= W), one seek
 //     down idx_events_session or idx_events_project.
