@@ -510,11 +510,7 @@ private:
                 }
                 spent.clear();
                 std::vector<ReadItem> items = plan();
-                if (items.empty()) {
-                    std::lock_guard lock(mutex_);
-                    finished_ = true;
-                    break;
-                }
+                if (items.empty()) break;
                 ReadStep step = readShared(std::move(items));
                 note(step);
                 std::lock_guard lock(mutex_);
@@ -524,7 +520,6 @@ private:
         } catch (...) {
             std::lock_guard lock(mutex_);
             failure_ = std::current_exception();
-            finished_ = true;
         }
         std::lock_guard lock(mutex_);
         ended_ = true;
@@ -680,7 +675,6 @@ private:
     std::deque<ReadStep> ready_;  // guarded by mutex_, as are spent_ and the flags
     std::vector<ReadStep> spent_;
     bool stopWanted_ = false;
-    bool finished_ = false;  // nothing is left to plan, or the helper failed
     bool ended_ = false;     // the helper has returned
     std::exception_ptr failure_;
     std::thread thread_;  // last: it starts in the constructor, once the rest is built
