@@ -355,7 +355,9 @@ MemberTable memberTable(std::string_view table, std::initializer_list<std::strin
 
 // A mart table: read its stored sums, write a row, delete a row.
 struct MartTable {
-    std::string select;  // key ?1..?k -> kStoredColumns then the distinct counts
+    // key ?1..?k -> the stored sums, the distinct counts, and for a mart with
+    // a span (session, project) first_ts, project_id and last_ts
+    std::string select;
     std::string upsert;  // key ?1..?k, then the value columns in order
     std::string remove;  // key ?1..?k
 };
@@ -405,7 +407,8 @@ struct Sql {
     MartTable session =
         martTable("session_mart", {"provider", "session_id"},
                   "message_count, user_message_count, assistant_message_count, input_tokens, "
-                  "output_tokens, cache_read, cache_create, cost_exact_hi, cost_exact_lo",
+                  "output_tokens, cache_read, cache_create, cost_exact_hi, cost_exact_lo, "
+                  "first_ts, project_id, last_ts",
                   {"project_id", "primary_model", "first_ts", "last_ts", "message_count",
                    "user_message_count", "assistant_message_count", "input_tokens", "output_tokens",
                    "cache_read", "cache_create", "cost_usd", "is_one_shot", "cwd", "cost_exact_hi",
@@ -413,7 +416,8 @@ struct Sql {
     MartTable project = martTable(
         "project_mart", {"project_id"},
         "total_messages, 0, 0, total_input_tokens, total_output_tokens, total_cache_read, "
-        "total_cache_create, cost_exact_hi, cost_exact_lo, total_sessions",
+        "total_cache_create, cost_exact_hi, cost_exact_lo, total_sessions, first_ts, project_id, "
+        "last_ts",
         {"provider", "slug", "display_name", "first_ts", "last_ts", "total_messages",
          "total_sessions", "total_input_tokens", "total_output_tokens", "total_cache_read",
          "total_cache_create", "total_cost_usd", "cost_exact_hi", "cost_exact_lo"});
@@ -457,21 +461,18 @@ constexpr const char* kSessionPrimaryModel =
 constexpr const char* kSessionCwd =
     "SELECT cwd FROM session_cwd WHERE provider = ?1 AND session_id = ?2";
 
-// How a span is stored, read again from the events and, when none is left,
-// from their pending retractions (see "Spans"). Parameters: the mart key,
-// then the mart's event watermark, then its retraction watermark. A
-// project's events come in (day, ts) order, the order of ts itself.
+// How a span is read again from the events and, when none is left, from
+// their pending retractions (see "Spans"). Parameters: the mart key, then
+// the mart's event watermark, then its retraction watermark. A project's
+// events come in (day, ts) order, the order of ts itself.
 struct SpanSql {
     const char* index;  // what `first` and `last` seek through
-    const char* stored;
     const char* first;
     const char* last;
     const char* pending;
 };
 constexpr SpanSql kSessionSpan = {
     "idx_events_session",
-    "SELECT first_ts, project_id, last_ts FROM session_mart "
-    "WHERE provider = ?1 AND session_id = ?2",
     "SELECT ts, project_id FROM usage_events WHERE session_id = ?2 AND provider = ?1 "
     "AND id <= ?3 ORDER BY ts, project_id LIMIT 1",
     "SELECT ts, project_id FROM usage_events WHERE session_id = ?2 AND provider = ?1 "
@@ -481,7 +482,6 @@ constexpr SpanSql kSessionSpan = {
 };
 constexpr SpanSql kProjectSpan = {
     "idx_events_project",
-    "SELECT first_ts, project_id, last_ts FROM project_mart WHERE project_id = ?1",
     "SELECT ts, project_id FROM usage_events WHERE project_id = ?1 AND id <= ?2 "
     "ORDER BY day, ts LIMIT 1",
     "SELECT ts, project_id FROM usage_events WHERE project_id = ?1 AND id <= ?2 "
@@ -599,16 +599,24 @@ Status applyUncountedMembers(Connection& db, const MemberTable& table, const Del
     return addBatch();
 }
 
-// A mart row as stored: its sums and up to two distinct counts.
+// A span as a mart row keeps it (see "Spans" above).
+struct SpanEnds {
+    std::string firstTs;
+    std::int64_t firstProject = 0;
+    std::string lastTs;
+};
+
+// A mart row as stored: its sums, up to two distinct counts, and its span.
 struct StoredRow {
     bool exists = false;
     Totals totals;
     std::array<std::int64_t, 2> distinct{};
+    SpanEnds span;  // session and project marts (readRow's `withSpan`)
 };
 
 template <typename Key>
 Result<StoredRow> readRow(Connection& db, const MartTable& table, const Key& key,
-                          int distinctColumns) {
+                          int distinctColumns, bool withSpan = false) {
     StoredRow r;
     auto row = queryRow(
         db, table.select, [&](Statement& s) { bindTuple(s, key); },
@@ -624,6 +632,10 @@ Result<StoredRow> readRow(Connection& db, const MartTable& table, const Key& key
             t.cost = ExactUsd::fromColumns(s.columnInt(7), s.columnInt(8));
             for (int i = 0; i < distinctColumns; ++i)
                 r.distinct[static_cast<size_t>(i)] = s.columnInt(9 + i);
+            if (withSpan) {
+                const int at = 9 + distinctColumns;
+                r.span = {s.columnText(at), s.columnInt(at + 1), s.columnText(at + 2)};
+            }
         });
     if (!row) return row.error();
     r.exists = *row;
@@ -738,13 +750,6 @@ struct SpannedTotals {
     }
 };
 
-// A span as a mart row keeps it.
-struct SpanEnds {
-    std::string firstTs;
-    Id firstProject = 0;
-    std::string lastTs;
-};
-
 // The first or the last of a key's absorbed events still in usage_events,
 // if any is left; `key` is bound first, the event watermark after it.
 template <typename Key>
@@ -758,36 +763,29 @@ Result<bool> readSpanEnd(Connection& db, const char* text, const Key& key, std::
         });
 }
 
-// A key's span once a step's delta is in; `to` is where the step leaves
-// the mart.
+// A key's span once a step's delta is in, from the row as it was stored
+// (`stored`: none for a new row); `to` is where the step leaves the mart.
 template <typename Key>
 Result<SpanEnds> spanAfterStep(Connection& db, const SpanSql& sql, const Key& key,
-                               const SpannedTotals& delta, const Watermark& to) {
-    SpanEnds ends;
-    auto stored = queryRow(
-        db, sql.stored, [&](Statement& s) { bindTuple(s, key); },
-        [&](Statement& s) {
-            ends.firstTs = s.columnText(0);
-            ends.firstProject = s.columnInt(1);
-            ends.lastTs = s.columnText(2);
-        });
-    if (!stored) return stored.error();
+                               const SpanEnds* stored, const SpannedTotals& delta,
+                               const Watermark& to) {
+    SpanEnds ends = stored ? *stored : SpanEnds{};
     // The new first: the stored one or the first added, whichever comes
     // first, and at least how many events it stands for (the stored one at
     // least its own); unless the events taken back out reach below it or
     // may be all of those: then it is read again. The last likewise.
     const Span& added = delta.added;
     const Span& removed = delta.removed;
-    std::int64_t atFirst = *stored ? 1 : 0, atLast = atFirst;
+    std::int64_t atFirst = stored ? 1 : 0, atLast = atFirst;
     if (!added.empty) {
         const auto first = std::tie(added.firstTs, added.firstProject);
-        if (!*stored || first < std::tie(ends.firstTs, ends.firstProject)) {
+        if (!stored || first < std::tie(ends.firstTs, ends.firstProject)) {
             ends.firstTs = added.firstTs;
             ends.firstProject = added.firstProject;
             atFirst = 0;
         }
         if (first == std::tie(ends.firstTs, ends.firstProject)) atFirst += added.atFirst;
-        if (!*stored || added.lastTs > ends.lastTs) {
+        if (!stored || added.lastTs > ends.lastTs) {
             ends.lastTs = added.lastTs;
             atLast = 0;
         }
@@ -901,7 +899,7 @@ struct SessionDeltas {
     Status flush(Connection& db, const Watermark& to) const {
         if (auto st = applyUncountedMembers(db, sql().sessionModels, models); !st) return st;
         for (const auto& [key, delta] : rows) {
-            auto row = readRow(db, sql().session, key, 0);
+            auto row = readRow(db, sql().session, key, 0, true);
             if (!row) return row.error();
             auto keep = settle("session", *row, delta.totals, {0, 0});
             if (!keep) return keep.error();
@@ -909,7 +907,8 @@ struct SessionDeltas {
                 if (auto d = deleteRow(db, sql().session, key); !d) return d;
                 continue;
             }
-            auto span = spanAfterStep(db, kSessionSpan, key, delta, to);
+            auto span =
+                spanAfterStep(db, kSessionSpan, key, row->exists ? &row->span : nullptr, delta, to);
             if (!span) return span.error();
             auto model = firstText(db, kSessionPrimaryModel, key);
             if (!model) return model.error();
@@ -948,7 +947,7 @@ struct ProjectDeltas {
         });
         if (!st) return st;
         for (const auto& [key, delta] : rows) {
-            auto row = readRow(db, sql().project, key, 1);
+            auto row = readRow(db, sql().project, key, 1, true);
             if (!row) return row.error();
             auto keep = settle("project", *row, delta.totals, {sessionCount[key], 0});
             if (!keep) return keep.error();
@@ -956,7 +955,8 @@ struct ProjectDeltas {
                 if (auto d = deleteRow(db, sql().project, key); !d) return d;
                 continue;
             }
-            auto span = spanAfterStep(db, kProjectSpan, key, delta, to);
+            auto span =
+                spanAfterStep(db, kProjectSpan, key, row->exists ? &row->span : nullptr, delta, to);
             if (!span) return span.error();
             // projects.id is what usage_events.project_id references (a foreign
             // key), so the row is there; empty names only if it were not.
