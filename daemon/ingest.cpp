@@ -669,7 +669,7 @@ private:
     StepInProgress* reading_ = nullptr;  // guarded by mutex_; the helper's stack
     // The helper's alone.
     std::unordered_map<const FileEntry*, Progress> progress_;
-    std::map<std::string, FileEntry>::iterator cursor_;  // no open file before it
+    std::map<FileOrder, FileEntry>::iterator cursor_;  // no open file before it
     std::mutex mutex_;
     std::condition_variable changed_;
     std::deque<ReadStep> ready_;  // guarded by mutex_, as are spent_ and the flags
@@ -728,7 +728,7 @@ Status IngestEngine::load(store::Connection& db) {
         f.tailLen = static_cast<std::uint64_t>(stmt->columnInt(11));
         f.parserState = stmt->columnText(12);
         f.linesSkipped = stmt->columnInt(13);
-        files_.emplace(f.path, std::move(f));
+        files_.emplace(FileOrder{f.provider, rel, f.path}, std::move(f));
     }
     recountFiles();
     return {};
@@ -787,7 +787,8 @@ void IngestEngine::considerFile(const ScanDir& dir, const std::string& path,
     struct stat st {};
     if (::stat(path.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) return;
     seen.insert(path);
-    auto [it, inserted] = files_.try_emplace(path);
+    auto [it, inserted] =
+        files_.try_emplace(FileOrder{dir.provider, sources::sourcePathOf(dir.rootIndex, rel), path});
     FileEntry& f = it->second;
     if (inserted) {
         f.path = path;
@@ -857,7 +858,8 @@ void IngestEngine::statPath(const std::string& path, std::set<std::string>& seen
     }
     // Gone: the file, or a directory with whatever we tracked below it.
     const std::string prefix = path + "/";
-    for (auto& [p, f] : files_) {
+    for (auto& [order, f] : files_) {
+        const std::string& p = f.path;
         if ((p == path || p.compare(0, prefix.size(), prefix) == 0) && f.present) {
             struct stat fst {};
             if (::stat(p.c_str(), &fst) != 0) {
@@ -890,11 +892,11 @@ Result<CycleReport> IngestEngine::runCycle(
             for (auto& d : scanDirs(pr)) scanDirs_.push_back(std::move(d));
         for (const auto& pr : roots_) lastError_.erase(pr.provider);
         for (const auto& d : scanDirs_) walkDirectory(d, d.path, seen);
-        for (auto& [p, f] : files_) {
-            if (!seen.count(p) && (f.present || f.checkpointed)) {
+        for (auto& [order, f] : files_) {
+            if (!seen.count(f.path) && (f.present || f.checkpointed)) {
                 f.present = false;
                 f.dirty = false;
-                if (f.checkpointed) vanished_.push_back(p);
+                if (f.checkpointed) vanished_.push_back(f.path);
             }
         }
     }
@@ -1022,8 +1024,8 @@ std::optional<std::size_t> IngestEngine::deferredKeysForTest() const {
 
 bool IngestEngine::hasPendingWork() const {
     if (!vanished_.empty()) return true;
-    for (const auto& [path, f] : files_) {
-        (void)path;
+    for (const auto& [order, f] : files_) {
+        (void)order;
         if (f.dirty) return true;
     }
     return false;
@@ -1031,8 +1033,8 @@ bool IngestEngine::hasPendingWork() const {
 
 std::int64_t IngestEngine::markAllForReread() {
     std::int64_t bytes = 0;
-    for (auto& [path, f] : files_) {
-        (void)path;
+    for (auto& [order, f] : files_) {
+        (void)order;
         if (!f.present) continue;
         f.dirty = true;
         f.readFromStart = true;
@@ -1401,7 +1403,7 @@ Result<StepReport> IngestEngine::writeStep(
         if (!cp) return cp.error();
         store::Statement& s = **cp;
         s.bind(1, f.path).bind(2, sources::providerName(f.provider));
-        s.bind(3, std::to_string(f.rootIndex) + "/" + f.relPath);
+        s.bind(3, sources::sourcePathOf(f.rootIndex, f.relPath));
         s.bind(4, static_cast<std::int64_t>(f.seenDev)).bind(5, static_cast<std::int64_t>(f.seenIno));
         s.bind(6, checkpointSize(f, p)).bind(7, f.seenMtimeNs).bind(8, static_cast<std::int64_t>(p.offset));
         s.bind(9, static_cast<std::int64_t>(p.headHash)).bind(10, static_cast<std::int64_t>(p.headLen));
@@ -1459,8 +1461,8 @@ void IngestEngine::countFile(const FileEntry& f, std::int64_t sign) {
 
 void IngestEngine::recountFiles() {
     fileTotals_ = {};
-    for (const auto& [path, f] : files_) {
-        (void)path;
+    for (const auto& [order, f] : files_) {
+        (void)order;
         countFile(f, +1);
     }
 }

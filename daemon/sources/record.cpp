@@ -109,6 +109,13 @@ std::string projectSlugFromCwd(std::string_view cwd) {
     return slug;
 }
 
+std::string sourcePathOf(std::uint32_t rootIndex, std::string_view relativePath) {
+    std::string path = std::to_string(rootIndex);
+    path += '/';
+    path += relativePath;
+    return path;
+}
+
 FileContext makeFileContext(Provider provider, std::uint32_t rootIndex,
                             std::string_view relativePath, UnixMicros mtime) {
     FileContext ctx;
@@ -116,7 +123,7 @@ FileContext makeFileContext(Provider provider, std::uint32_t rootIndex,
     ctx.rootIndex = rootIndex;
     ctx.relativePath = std::string(relativePath);
     ctx.mtime = mtime;
-    ctx.sourcePath = std::to_string(rootIndex) + "/" + ctx.relativePath;
+    ctx.sourcePath = sourcePathOf(rootIndex, relativePath);
     PathIdentity id = pathIdentity(provider, relativePath);
     ctx.pathProject = std::move(id.projectSlug);
     ctx.pathSession = std::move(id.sessionId);

@@ -69,6 +69,8 @@ struct FileContext {
 
 FileContext makeFileContext(Provider provider, std::uint32_t rootIndex,
                             std::string_view relativePath, UnixMicros mtime);
+// "<rootIndex>/<relativePath>"
+std::string sourcePathOf(std::uint32_t rootIndex, std::string_view relativePath);
 
 // What a file's path says about its project and session, before its records
 // say more:

@@ -419,6 +419,47 @@ int appendLines(const std::string& path, std::uint64_t bytes, int first = 0) {
     return n - first;
 }
 
+// A Codex rollout's first line, then its model.
+std::string codexHead(const std::string& session) {
+    return R"({"timestamp":"2026-01-02T00:00:00.000Z","type":"session_meta","payload":{"id":")" +
+           session + R"(","cwd":"/w"}})" "\n"
+           R"({"timestamp":"2026-01-02T00:00:01.000Z","type":"turn_context","payload":{"model":"gpt-5"}})" "\n";
+}
+
+// A token_count event: its input count makes its identity.
+std::string codexTokens(int input) {
+    const std::string in = std::to_string(input);
+    return R"({"timestamp":"2026-01-02T00:00:02.000Z","type":"event_msg","payload":{"type":"token_count","info":{"last_token_usage":{"input_tokens":)" +
+           in + R"(,"cached_input_tokens":0,"output_tokens":1,"reasoning_output_tokens":0,"total_tokens":)" +
+           std::to_string(input + 1) + "}}}}\n";
+}
+
+TEST_CASE("files are read in source-path order: a copy met after the record that wins is not written") {
+    // A forked Codex session repeats its parent's events in its own rollout.
+    // The parent, under sessions/, wins by its smaller source path
+    // ("0/2026/...", against "0/rollout-...") though archived_sessions/
+    // comes first by absolute path. The fork spans two steps, so in
+    // absolute-path order its copy would be written a step before the
+    // parent's record revised it.
+    Fixture f;
+    const std::string sessions = f.dir.file("codex/sessions/2026/01/02");
+    const std::string archived = f.dir.file("codex/archived_sessions");
+    makeDirectories(sessions, 0755);
+    makeDirectories(archived, 0755);
+    append(sessions + "/rollout-parent.jsonl", codexHead("parent") + codexTokens(7));
+    std::string fork = codexHead("fork") + codexTokens(7);
+    int own = 0;
+    while (fork.size() < kStepBytes + kStepBytes / 2) fork += codexTokens(1000 + own++);
+    append(archived + "/rollout-fork.jsonl", fork);
+    const auto report = f.cycle();
+    CHECK(report.steps == 2);
+    CHECK(f.count() == own + 1);
+    CHECK(f.count("input_tokens = 7 AND session_id = 'parent'") == 1);
+    // Written once, where it wins: never revised.
+    CHECK(f.maxId() == own + 1);
+    CHECK(f.db.queryInt("SELECT COUNT(*) FROM event_retractions").value() == 0);
+}
+
 TEST_CASE("every step and every re-pricing batch folds its events into the counts before it commits") {
     // Invariant 7: status reads event_counts plus the rows above its
     // watermark; after each writer commit there must be none left to add.
