@@ -45,6 +45,39 @@ std::uint64_t fnv1a(std::string_view bytes) {
     return h;
 }
 
+// A step that stops inside a file, between the lines of one streamed Claude
+// response (a line per content block, each with the message's id), would
+// write the response from its first lines and, in the next step, revise it
+// from the rest: a delete, an insert and a retraction, and in a first ingest
+// a span the marts must seek (docs/performance.md, change 48). So when a
+// step's budget cuts its read of a file and the lines read end with such a
+// run, the step stops before the run, and the next step reads it whole. The
+// lines dropped all carry a message id, which the Claude parser's state does
+// not count: the state after the chunk is the state before them.
+void stopBeforeTrailingResponse(std::string_view chunk, std::uint64_t start,
+                                sources::ChunkResult& parsed) {
+    auto& records = parsed.records;
+    if (records.empty() || records.back().messageId.empty()) return;
+    // The run must be the chunk's last lines, one record each.
+    auto lineStart = [&](std::uint64_t end) {  // of the line whose '\n' is at `end`
+        const auto nl = end == 0 ? std::string_view::npos : chunk.rfind('\n', end - 1);
+        return nl == std::string_view::npos ? std::uint64_t{0} : nl + 1;
+    };
+    std::uint64_t lineEnd = parsed.consumedBytes - 1;  // the last line's '\n'
+    std::size_t first = records.size();
+    while (first > 0) {
+        const sources::UsageRecord& r = records[first - 1];
+        const std::uint64_t at = lineStart(lineEnd);
+        if (r.messageId != records.back().messageId || r.sourceOffset != start + at) break;
+        --first;
+        if (at == 0) return;  // the whole chunk is the response: read it as it is
+        lineEnd = at - 1;
+    }
+    if (first == records.size()) return;
+    parsed.consumedBytes = records[first].sourceOffset - start;
+    records.erase(records.begin() + static_cast<std::ptrdiff_t>(first), records.end());
+}
+
 std::int64_t mtimeNs(const struct stat& st) {
     return static_cast<std::int64_t>(st.st_mtim.tv_sec) * 1'000'000'000 + st.st_mtim.tv_nsec;
 }
@@ -1181,6 +1214,9 @@ void IngestEngine::readFile(ReadItem& item, PendingFile& p, ReadBuffer& buffer,
         }
     } else {
         const std::uint64_t available = seenSize > start ? seenSize - start : 0;
+        // Else what is left after the lines read is a partial line, which
+        // waits for its newline (the file changes): no further step reads it.
+        const bool cutByBudget = item.budget < available;
         auto bytes = readCounted(start, std::min(available, item.budget));
         if (!bytes) return;
         std::string_view chunk = *bytes;
@@ -1226,6 +1262,8 @@ void IngestEngine::readFile(ReadItem& item, PendingFile& p, ReadBuffer& buffer,
                 // A saved state this build cannot read: start the file over.
                 parsed = sources::parseJsonlChunk(chunk, 0, ctx, "", prices);
             }
+            if (parsed && item.provider == sources::Provider::Claude && cutByBudget)
+                stopBeforeTrailingResponse(chunk, start, *parsed);
             if (parsed) {
                 p.records = std::move(parsed->records);
                 p.linesSkipped += static_cast<std::int64_t>(parsed->skippedLines);
@@ -1241,7 +1279,7 @@ void IngestEngine::readFile(ReadItem& item, PendingFile& p, ReadBuffer& buffer,
             auto head = readAt(fd.get(), 0, p.headLen);
             p.headHash = head ? fnv1a(*head) : 0;
         }
-        p.stillDirty = p.offset > start && p.offset < seenSize;
+        p.stillDirty = cutByBudget && p.offset > start && p.offset < seenSize;
     }
     p.tailLen = std::min<std::uint64_t>(p.offset, kFingerprintBytes);
     auto tail = readAt(fd.get(), p.offset - p.tailLen, p.tailLen);

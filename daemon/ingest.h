@@ -35,7 +35,9 @@
 //   * Gemini `.json` sessions are parsed whole on every change; a file that
 //     does not parse (caught mid-write) is left as last read.
 // Only bytes up to the last '\n' are consumed; a line longer than
-// kMaxLineBytes is skipped (counted) without being held in memory.
+// kMaxLineBytes is skipped (counted) without being held in memory. A read
+// that a step's budget cuts ends before the chunks of a streamed Claude
+// response that would end it, so the next step reads the response whole.
 //
 // Identity and winners follow sources/identity.h, applied against the
 // store: a record whose key exists replaces the stored event only when it

@@ -419,6 +419,58 @@ int appendLines(const std::string& path, std::uint64_t bytes, int first = 0) {
     return n - first;
 }
 
+TEST_CASE("a streamed response cut by a step's budget is read whole by the next step") {
+    Fixture f;
+    // Filler up to just below the budget, then a response whose first chunk
+    // ends within the budget and whose heavier second chunk crosses it.
+    const std::string first = claudeLine("streamed", "r", 10, 1);
+    const std::string second = claudeLine("streamed", "r", 10, 50);
+    std::string filler;
+    int n = 0;
+    while (filler.size() + first.size() + second.size() / 2 < kStepBytes)
+        filler += claudeLine("m" + std::to_string(n++), "r", 1, 1);
+    REQUIRE(filler.size() + first.size() <= kStepBytes);
+    REQUIRE(filler.size() + first.size() + second.size() > kStepBytes);
+    append(f.file, filler + first + second + claudeLine("after", "r", 1, 1));
+    const auto report = f.cycle();
+    CHECK(report.steps == 2);
+    CHECK(f.count() == n + 2);
+    CHECK(f.count("event_key LIKE '%streamed%' AND output_tokens = 50") == 1);
+    // Written once, as its heaviest chunk: never revised across the steps.
+    CHECK(f.maxId() == n + 2);
+    CHECK(f.db.queryInt("SELECT COUNT(*) FROM event_retractions").value() == 0);
+}
+
+TEST_CASE("a response whose next chunk is still being written is read at once, as far as it goes") {
+    // Only a step's budget stops a read before a response: a file that ends
+    // in a partial line is being written, and what is complete counts now.
+    Fixture f;
+    const std::string next = claudeLine("m1", "r1", 10, 50);
+    append(f.file, claudeLine("m0", "r0", 1, 1) + claudeLine("m1", "r1", 10, 1) +
+                       next.substr(0, next.size() / 2));
+    const auto report = f.cycle();
+    CHECK(report.steps == 1);
+    CHECK(f.count() == 2);
+    CHECK(f.sum("output_tokens") == 2);
+}
+
+TEST_CASE("a response that fills a step alone is read as it is, and the file goes on") {
+    Fixture f;
+    // Two chunks of one response, each over half the budget: the first step
+    // holds only the first, so it cannot stop before the response.
+    auto padded = [](int out) {
+        std::string line = claudeLine("big", "r", 10, out);
+        line.insert(1, R"("pad":")" + std::string(kStepBytes * 3 / 5, 'x') + R"(",)");
+        return line;
+    };
+    append(f.file, padded(1) + padded(50));
+    const auto report = f.cycle();
+    CHECK(report.steps == 2);
+    CHECK(f.count() == 1);
+    CHECK(f.sum("output_tokens") == 50);
+    CHECK(f.claude().bytesPending == 0);
+}
+
 // A Codex rollout's first line, then its model.
 std::string codexHead(const std::string& session) {
     return R"({"timestamp":"2026-01-02T00:00:00.000Z","type":"session_meta","payload":{"id":")" +
