@@ -92,6 +92,13 @@ struct Fixture {
         return db.queryInt("SELECT COALESCE(SUM(" + col + "), 0) FROM usage_events").value();
     }
     std::int64_t maxId() { return db.queryInt("SELECT COALESCE(MAX(id), 0) FROM usage_events").value(); }
+    // Each of the `events` stored was written once: no revision took an id
+    // and left a retraction.
+    void checkWrittenOnce(std::int64_t events) {
+        CHECK(count() == events);
+        CHECK(maxId() == events);
+        CHECK(db.queryInt("SELECT COUNT(*) FROM event_retractions").value() == 0);
+    }
     status::SourceState claude() { return engine->sourcesState().at(0); }
 };
 
@@ -434,11 +441,9 @@ TEST_CASE("a streamed response cut by a step's budget is read whole by the next 
     append(f.file, filler + first + second + claudeLine("after", "r", 1, 1));
     const auto report = f.cycle();
     CHECK(report.steps == 2);
-    CHECK(f.count() == n + 2);
     CHECK(f.count("event_key LIKE '%streamed%' AND output_tokens = 50") == 1);
     // Written once, as its heaviest chunk: never revised across the steps.
-    CHECK(f.maxId() == n + 2);
-    CHECK(f.db.queryInt("SELECT COUNT(*) FROM event_retractions").value() == 0);
+    f.checkWrittenOnce(n + 2);
 }
 
 TEST_CASE("a response whose next chunk is still being written is read at once, as far as it goes") {
@@ -505,11 +510,9 @@ TEST_CASE("files are read in source-path order: a copy met after the record that
     append(archived + "/rollout-fork.jsonl", fork);
     const auto report = f.cycle();
     CHECK(report.steps == 2);
-    CHECK(f.count() == own + 1);
     CHECK(f.count("input_tokens = 7 AND session_id = 'parent'") == 1);
     // Written once, where it wins: never revised.
-    CHECK(f.maxId() == own + 1);
-    CHECK(f.db.queryInt("SELECT COUNT(*) FROM event_retractions").value() == 0);
+    f.checkWrittenOnce(own + 1);
 }
 
 TEST_CASE("every step and every re-pricing batch folds its events into the counts before it commits") {
