@@ -463,7 +463,7 @@ class IngestEngine::ReadAhead {
 public:
     // Starts the helper.
     explicit ReadAhead(IngestEngine& engine)
-        : engine_(engine), cursor_(engine.files_.begin()), thread_(&ReadAhead::run, this) {}
+        : engine_(engine), cursor_(engine.readOrder_.begin()), thread_(&ReadAhead::run, this) {}
     ReadAhead(const ReadAhead&) = delete;
     ReadAhead& operator=(const ReadAhead&) = delete;
     // The helper ends after the step it is reading.
@@ -567,8 +567,8 @@ private:
         std::vector<ReadItem> items;
         std::uint64_t budget = kStepBytes;
         bool firstOpen = true;
-        for (auto entry = cursor_; entry != engine_.files_.end(); ++entry) {
-            FileEntry& f = entry->second;
+        for (auto entry = cursor_; entry != engine_.readOrder_.end(); ++entry) {
+            FileEntry& f = *entry->second;
             ReadItem item;
             // A file some step read is looked up here before any of its
             // fields is read: the writer may be committing them.
@@ -612,7 +612,7 @@ private:
             budget -= item.plannedBytes;
             items.push_back(std::move(item));
         }
-        if (firstOpen) cursor_ = engine_.files_.end();
+        if (firstOpen) cursor_ = engine_.readOrder_.end();
         return items;
     }
 
@@ -702,7 +702,7 @@ private:
     StepInProgress* reading_ = nullptr;  // guarded by mutex_; the helper's stack
     // The helper's alone.
     std::unordered_map<const FileEntry*, Progress> progress_;
-    std::map<FileOrder, FileEntry>::iterator cursor_;  // no open file before it
+    std::map<ReadOrder, FileEntry*>::iterator cursor_;  // no open file before it
     std::mutex mutex_;
     std::condition_variable changed_;
     std::deque<ReadStep> ready_;  // guarded by mutex_, as are spent_ and the flags
@@ -761,10 +761,17 @@ Status IngestEngine::load(store::Connection& db) {
         f.tailLen = static_cast<std::uint64_t>(stmt->columnInt(11));
         f.parserState = stmt->columnText(12);
         f.linesSkipped = stmt->columnInt(13);
-        files_.emplace(FileOrder{f.provider, rel, f.path}, std::move(f));
+        addFile(std::move(f));
     }
     recountFiles();
     return {};
+}
+
+IngestEngine::FileEntry& IngestEngine::addFile(FileEntry f) {
+    ReadOrder order{f.provider, sources::sourcePathOf(f.rootIndex, f.relPath), f.path};
+    auto [it, inserted] = files_.emplace(f.path, std::move(f));
+    if (inserted) readOrder_.emplace(std::move(order), &it->second);
+    return it->second;
 }
 
 const ScanDir* IngestEngine::scanDirFor(const std::string& path) const {
@@ -820,17 +827,20 @@ void IngestEngine::considerFile(const ScanDir& dir, const std::string& path,
     struct stat st {};
     if (::stat(path.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) return;
     seen.insert(path);
-    auto [it, inserted] =
-        files_.try_emplace(FileOrder{dir.provider, sources::sourcePathOf(dir.rootIndex, rel), path});
-    FileEntry& f = it->second;
-    if (inserted) {
-        f.path = path;
-        f.provider = dir.provider;
-        f.rootIndex = dir.rootIndex;
-        f.relPath = rel;
-        f.geminiJson = dir.provider == Provider::Gemini && name.size() > 5 &&
-                       name.compare(name.size() - 5, 5, ".json") == 0;
+    FileEntry* entry = nullptr;
+    if (auto known = files_.find(path); known != files_.end()) {
+        entry = &known->second;
+    } else {
+        FileEntry added;
+        added.path = path;
+        added.provider = dir.provider;
+        added.rootIndex = dir.rootIndex;
+        added.relPath = rel;
+        added.geminiJson = dir.provider == Provider::Gemini && name.size() > 5 &&
+                           name.compare(name.size() - 5, 5, ".json") == 0;
+        entry = &addFile(std::move(added));
     }
+    FileEntry& f = *entry;
     f.present = true;
     f.seenDev = static_cast<std::uint64_t>(st.st_dev);
     f.seenIno = static_cast<std::uint64_t>(st.st_ino);
@@ -891,8 +901,7 @@ void IngestEngine::statPath(const std::string& path, std::set<std::string>& seen
     }
     // Gone: the file, or a directory with whatever we tracked below it.
     const std::string prefix = path + "/";
-    for (auto& [order, f] : files_) {
-        const std::string& p = f.path;
+    for (auto& [p, f] : files_) {
         if ((p == path || p.compare(0, prefix.size(), prefix) == 0) && f.present) {
             struct stat fst {};
             if (::stat(p.c_str(), &fst) != 0) {
@@ -925,11 +934,11 @@ Result<CycleReport> IngestEngine::runCycle(
             for (auto& d : scanDirs(pr)) scanDirs_.push_back(std::move(d));
         for (const auto& pr : roots_) lastError_.erase(pr.provider);
         for (const auto& d : scanDirs_) walkDirectory(d, d.path, seen);
-        for (auto& [order, f] : files_) {
-            if (!seen.count(f.path) && (f.present || f.checkpointed)) {
+        for (auto& [p, f] : files_) {
+            if (!seen.count(p) && (f.present || f.checkpointed)) {
                 f.present = false;
                 f.dirty = false;
-                if (f.checkpointed) vanished_.push_back(f.path);
+                if (f.checkpointed) vanished_.push_back(p);
             }
         }
     }
@@ -1057,8 +1066,8 @@ std::optional<std::size_t> IngestEngine::deferredKeysForTest() const {
 
 bool IngestEngine::hasPendingWork() const {
     if (!vanished_.empty()) return true;
-    for (const auto& [order, f] : files_) {
-        (void)order;
+    for (const auto& [path, f] : files_) {
+        (void)path;
         if (f.dirty) return true;
     }
     return false;
@@ -1066,8 +1075,8 @@ bool IngestEngine::hasPendingWork() const {
 
 std::int64_t IngestEngine::markAllForReread() {
     std::int64_t bytes = 0;
-    for (auto& [order, f] : files_) {
-        (void)order;
+    for (auto& [path, f] : files_) {
+        (void)path;
         if (!f.present) continue;
         f.dirty = true;
         f.readFromStart = true;
@@ -1214,8 +1223,9 @@ void IngestEngine::readFile(ReadItem& item, PendingFile& p, ReadBuffer& buffer,
         }
     } else {
         const std::uint64_t available = seenSize > start ? seenSize - start : 0;
-        // Else what is left after the lines read is a partial line, which
-        // waits for its newline (the file changes): no further step reads it.
+        // Unless the step's budget cuts the read, what is left after the lines
+        // read is a partial line: it waits for its newline (a change to the
+        // file), not for another step.
         const bool cutByBudget = item.budget < available;
         auto bytes = readCounted(start, std::min(available, item.budget));
         if (!bytes) return;
@@ -1499,8 +1509,8 @@ void IngestEngine::countFile(const FileEntry& f, std::int64_t sign) {
 
 void IngestEngine::recountFiles() {
     fileTotals_ = {};
-    for (const auto& [order, f] : files_) {
-        (void)order;
+    for (const auto& [path, f] : files_) {
+        (void)path;
         countFile(f, +1);
     }
 }

@@ -253,14 +253,20 @@ private:
     std::vector<ScanDir> scanDirs_;
     const sources::PriceTable& prices_;
     const Clock& clock_;
-    // Files in the order steps take them: by provider, then by source path,
-    // the order that breaks identity's ties (sources/identity.h). A record
-    // copied into several files (Codex repeats a forked session's history in
-    // the new rollout) is then mostly met first where it wins, and its later
-    // copies lose at once instead of revising it. The absolute path tells
-    // apart two files of one source path (sessions/ and archived_sessions/).
-    using FileOrder = std::tuple<sources::Provider, std::string, std::string>;
-    std::map<FileOrder, FileEntry> files_;
+    std::map<std::string, FileEntry> files_;  // by absolute path
+    // The same files in the order steps take them: by provider, then by
+    // source path, the order that breaks identity's ties (sources/identity.h).
+    // A record copied into several files (Codex repeats a forked session's
+    // history in the new rollout) is then mostly met first where it wins, and
+    // its later copies lose at once instead of revising it. The absolute path
+    // tells apart two files of one source path (sessions/ and
+    // archived_sessions/). An entry keeps the source path it was added with,
+    // as the file keeps its name in the store (a root moving in the list
+    // changes neither).
+    using ReadOrder = std::tuple<sources::Provider, std::string, std::string>;
+    std::map<ReadOrder, FileEntry*> readOrder_;
+    // Adds `f` to files_ and readOrder_ (nothing removes entries).
+    FileEntry& addFile(FileEntry f);
     std::vector<std::string> vanished_;       // checkpoints to delete in the next step
     // A project the store holds, and whether its path is set (ensureProject
     // then has nothing left to do for it).

@@ -278,6 +278,25 @@ TEST_CASE("while stopped: append, truncate, replace and delete are all seen at r
     CHECK(f.db.queryInt("SELECT COUNT(*) FROM file_checkpoints").value() == 2);
 }
 
+TEST_CASE("a file whose root moves in the configured list stays one file, read on from its checkpoint") {
+    Fixture f;
+    append(f.file, claudeLine("m1", "r1", 10, 1));
+    f.cycle();
+    // A root configured before its own moves it, and its source path, on.
+    const std::string added = f.dir.file("claude-added");
+    makeDirectories(added + "/projects", 0755);
+    std::vector<ProviderRoots> roots = f.roots();
+    roots[0].roots.insert(roots[0].roots.begin(), added);
+    f.engine = std::make_unique<IngestEngine>(roots, f.prices, f.clock);
+    REQUIRE(f.engine->load(f.db).ok());
+    f.cycle();
+    CHECK(f.claude().files == 1);
+    CHECK(f.claude().bytesReadSinceStart == 0);
+    append(f.file, claudeLine("m2", "r2", 10, 1));
+    f.cycle();
+    f.checkWrittenOnce(2);
+}
+
 TEST_CASE("a cycle with nothing to read commits no step") {
     // An event for bytes already read, or a rescan finding every file as
     // checkpointed, must not count as progress (status: a step within 10 s
