@@ -15,6 +15,7 @@
 #include <exception>
 #include <mutex>
 #include <thread>
+#include <tuple>
 
 #include "event_keys.h"
 #include "log.h"
@@ -568,7 +569,7 @@ private:
         std::uint64_t budget = kStepBytes;
         bool firstOpen = true;
         for (auto entry = cursor_; entry != engine_.readOrder_.end(); ++entry) {
-            FileEntry& f = *entry->second;
+            FileEntry& f = **entry;
             ReadItem item;
             // A file some step read is looked up here before any of its
             // fields is read: the writer may be committing them.
@@ -702,7 +703,7 @@ private:
     StepInProgress* reading_ = nullptr;  // guarded by mutex_; the helper's stack
     // The helper's alone.
     std::unordered_map<const FileEntry*, Progress> progress_;
-    std::map<ReadOrder, FileEntry*>::iterator cursor_;  // no open file before it
+    std::set<FileEntry*, ReadOrderLess>::iterator cursor_;  // no open file before it
     std::mutex mutex_;
     std::condition_variable changed_;
     std::deque<ReadStep> ready_;  // guarded by mutex_, as are spent_ and the flags
@@ -767,10 +768,19 @@ Status IngestEngine::load(store::Connection& db) {
     return {};
 }
 
+// Source paths compare as sourcePathOf's strings would: "<root>/" ends in
+// the one character no root index has, so two different ones differ before
+// either ends, and decide alone.
+bool IngestEngine::ReadOrderLess::operator()(const FileEntry* a, const FileEntry* b) const {
+    if (a->provider != b->provider) return a->provider < b->provider;
+    if (a->rootIndex != b->rootIndex)
+        return sources::sourcePathOf(a->rootIndex, "") < sources::sourcePathOf(b->rootIndex, "");
+    return std::tie(a->relPath, a->path) < std::tie(b->relPath, b->path);
+}
+
 IngestEngine::FileEntry& IngestEngine::addFile(FileEntry f) {
-    ReadOrder order{f.provider, sources::sourcePathOf(f.rootIndex, f.relPath), f.path};
     auto [it, inserted] = files_.emplace(f.path, std::move(f));
-    if (inserted) readOrder_.emplace(std::move(order), &it->second);
+    if (inserted) readOrder_.insert(&it->second);
     return it->second;
 }
 

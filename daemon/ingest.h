@@ -66,7 +66,6 @@
 #include <optional>
 #include <set>
 #include <string>
-#include <tuple>
 #include <unordered_map>
 #include <vector>
 
@@ -263,8 +262,10 @@ private:
     // archived_sessions/). An entry keeps the source path it was added with,
     // as the file keeps its name in the store (a root moving in the list
     // changes neither).
-    using ReadOrder = std::tuple<sources::Provider, std::string, std::string>;
-    std::map<ReadOrder, FileEntry*> readOrder_;
+    struct ReadOrderLess {
+        bool operator()(const FileEntry* a, const FileEntry* b) const;
+    };
+    std::set<FileEntry*, ReadOrderLess> readOrder_;
     // Adds `f` to files_ and readOrder_ (nothing removes entries).
     FileEntry& addFile(FileEntry f);
     std::vector<std::string> vanished_;       // checkpoints to delete in the next step
