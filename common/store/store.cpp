@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 
 #include <algorithm>
+#include <functional>
 #include <string_view>
 #include <tuple>
 #include <vector>
@@ -69,6 +70,15 @@ Status useMemoryBudget(Connection& db, int cacheKiB, std::string_view tempStore)
     return db.exec("PRAGMA temp_store = " + std::string(tempStore));
 }
 
+// Runs `build` within the index builds' budget, then restores the writer's,
+// also when `build` fails (its first error is the one returned).
+Status withIndexBuildBudget(Connection& db, const std::function<Status()>& build) {
+    Status built = useMemoryBudget(db, kIndexBuildCacheKiB, "FILE");
+    if (built) built = build();
+    if (auto st = useMemoryBudget(db, kWriterCacheKiB, "MEMORY"); !st && built) return st;
+    return built;
+}
+
 }  // namespace
 
 Result<Connection> openWriter(const std::string& path, const WriterOptions& options) {
@@ -109,8 +119,7 @@ Result<Connection> openWriter(const std::string& path, const WriterOptions& opti
 }
 
 Status buildIndexes(Connection& db, DeferredIndexes which) {
-    auto build = [&]() -> Status {
-        if (auto st = useMemoryBudget(db, kIndexBuildCacheKiB, "FILE"); !st) return st;
+    return withIndexBuildBudget(db, [&]() -> Status {
         auto tx = Transaction::begin(db);
         if (!tx) return tx.error();
         if (which.read)
@@ -118,10 +127,7 @@ Status buildIndexes(Connection& db, DeferredIndexes which) {
         if (which.key)
             if (auto st = ensureEventKeyIndex(db); !st) return st;
         return tx->commit();
-    };
-    const Status built = build();
-    if (auto st = useMemoryBudget(db, kWriterCacheKiB, "MEMORY"); !st && built) return st;
-    return built;
+    });
 }
 
 Status ensureReadIndexInTransaction(Connection& db, std::string_view name) {
@@ -132,10 +138,7 @@ Status ensureReadIndexInTransaction(Connection& db, std::string_view name) {
     if (!present) return present.error();
     if (*present) return {};
     // A sort of every event so far: spilled to files, not held in memory.
-    Status built = useMemoryBudget(db, kIndexBuildCacheKiB, "FILE");
-    if (built) built = ensureReadIndex(db, name);
-    if (auto st = useMemoryBudget(db, kWriterCacheKiB, "MEMORY"); !st && built) return st;
-    return built;
+    return withIndexBuildBudget(db, [&] { return ensureReadIndex(db, name); });
 }
 
 Result<Connection> openWriterCompanion(const std::string& path) {
